@@ -1,0 +1,300 @@
+//! Collector configuration: what `qoe collector` reads from flags, `QOE_*` variables and a TOML file.
+//!
+//! Every field has a default, so an empty file is a valid configuration (but a collector with no write
+//! key refuses to start). Unknown keys in the file are an error, so a typo is never silently ignored.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use qoe_schemas::wire::Limits;
+
+/// The whole collector configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorConfig {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Write keys, each `ID:SECRET` or a bare `SECRET` (its id is then derived from a hash of the secret).
+    pub write_keys: Vec<String>,
+    /// A file of write keys, one `ID:SECRET` (or bare `SECRET`) per line; `#` starts a comment.
+    pub write_keys_file: Option<PathBuf>,
+    /// Kafka producer settings.
+    pub kafka: KafkaConfig,
+    /// Request size limits.
+    pub limits: LimitsConfig,
+    /// Event-time acceptance window.
+    pub event_time: EventTimeConfig,
+    /// Per-write-key rate limit.
+    pub rate_limit: RateLimitConfig,
+    /// Take the client address from the first `X-Forwarded-For` entry. Enable only behind a proxy
+    /// or load balancer that sets it; otherwise clients can claim any address.
+    pub trust_forwarded_for: bool,
+    /// Value of `Access-Control-Allow-Origin` on beacon responses (`*` by default; write keys are not
+    /// cookies, so any origin may post).
+    pub cors_allow_origin: String,
+    /// How long graceful shutdown waits for in-flight requests and the producer flush, seconds.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            write_keys: Vec::new(),
+            write_keys_file: None,
+            kafka: KafkaConfig::default(),
+            limits: LimitsConfig::default(),
+            event_time: EventTimeConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            trust_forwarded_for: false,
+            cors_allow_origin: "*".to_string(),
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+/// Kafka producer settings. The durability settings are fixed: idempotence on, `acks=all`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, comma-separated `host:port`.
+    pub brokers: String,
+    /// Topic for accepted beacons.
+    pub topic: String,
+    /// Topic for rejected beacons, with the reason.
+    pub dlq_topic: String,
+    /// Batch compression: `lz4`, `zstd`, `gzip`, `snappy` or `none`.
+    pub compression: String,
+    /// How long the producer waits to fill a batch, ms. Adds at most this to request latency.
+    pub linger_ms: u64,
+    /// How long a request waits for Kafka to acknowledge its beacons before answering 503, ms.
+    /// Also librdkafka's `message.timeout.ms`.
+    pub produce_timeout_ms: u64,
+    /// Most messages waiting in the producer queue; past it requests get 503 at once.
+    pub queue_max_messages: u64,
+    /// Other librdkafka producer properties, passed through unchanged. Properties that a typed
+    /// setting above owns are refused, so the two can never disagree.
+    pub options: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".to_string(),
+            topic: qoe_schemas::BEACONS_TOPIC.to_string(),
+            dlq_topic: qoe_schemas::DLQ_TOPIC.to_string(),
+            compression: "lz4".to_string(),
+            linger_ms: 5,
+            produce_timeout_ms: 10_000,
+            queue_max_messages: 500_000,
+            options: BTreeMap::new(),
+        }
+    }
+}
+
+/// librdkafka properties the collector sets itself, with the setting that owns each.
+pub const OWNED_KAFKA_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "kafka.brokers (--brokers)"),
+    ("metadata.broker.list", "kafka.brokers (--brokers)"),
+    ("enable.idempotence", "always true: a 200 means durable"),
+    ("acks", "always all: a 200 means durable"),
+    ("request.required.acks", "always all: a 200 means durable"),
+    ("compression.type", "kafka.compression"),
+    ("compression.codec", "kafka.compression"),
+    ("linger.ms", "kafka.linger_ms"),
+    ("queue.buffering.max.ms", "kafka.linger_ms"),
+    ("message.timeout.ms", "kafka.produce_timeout_ms"),
+    ("delivery.timeout.ms", "kafka.produce_timeout_ms"),
+    ("queue.buffering.max.messages", "kafka.queue_max_messages"),
+];
+
+/// Request size limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body as sent, bytes.
+    pub max_body_bytes: usize,
+    /// Largest request body after decompression, bytes.
+    pub max_decoded_bytes: usize,
+    /// Most beacons in one request.
+    pub max_beacons: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let limits = Limits::default();
+        LimitsConfig {
+            max_body_bytes: limits.max_body_bytes,
+            max_decoded_bytes: limits.max_decoded_bytes,
+            max_beacons: limits.max_beacons,
+        }
+    }
+}
+
+impl From<LimitsConfig> for Limits {
+    fn from(config: LimitsConfig) -> Self {
+        Limits {
+            max_body_bytes: config.max_body_bytes,
+            max_decoded_bytes: config.max_decoded_bytes,
+            max_beacons: config.max_beacons,
+        }
+    }
+}
+
+/// Which event times are accepted, relative to the time the request was received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventTimeConfig {
+    /// Largest accepted distance into the future, seconds.
+    pub max_future_secs: u64,
+    /// Largest accepted age, seconds. SDKs that buffer beacons offline send them late; simulated
+    /// backfills send hours-old beacons.
+    pub max_age_secs: u64,
+}
+
+impl Default for EventTimeConfig {
+    fn default() -> Self {
+        EventTimeConfig {
+            max_future_secs: 300,
+            max_age_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+/// A token bucket per write key, counted in beacons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Sustained beacons per second per write key; 0 turns the limit off.
+    pub beacons_per_sec: u64,
+    /// Bucket size: beacons a key may send at once after being idle.
+    pub burst: u64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            beacons_per_sec: 200_000,
+            burst: 400_000,
+        }
+    }
+}
+
+/// A configuration problem found before the collector starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A write key is malformed.
+    #[error("write key {0:?}: {1}")]
+    WriteKey(String, &'static str),
+    /// The keys file could not be read.
+    #[error("write keys file {path:?}: {source}")]
+    KeysFile {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// No write key configured.
+    #[error("no write key: give --write-key ID:SECRET or --write-keys-file FILE")]
+    NoWriteKey,
+    /// A pass-through Kafka property that a typed setting owns.
+    #[error("kafka option {key:?}: set by {owner}, remove it from the pass-through options")]
+    OwnedKafkaOption {
+        /// The property.
+        key: String,
+        /// The setting that owns it.
+        owner: &'static str,
+    },
+    /// A value out of its range.
+    #[error("{field}: {problem}")]
+    Invalid {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl CollectorConfig {
+    /// Checks the settings that can be checked without IO.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        for key in self.kafka.options.keys() {
+            if let Some((_, owner)) = OWNED_KAFKA_PROPERTIES.iter().find(|(owned, _)| owned == key) {
+                return Err(ConfigError::OwnedKafkaOption {
+                    key: key.clone(),
+                    owner,
+                });
+            }
+        }
+        let compressions = ["lz4", "zstd", "gzip", "snappy", "none"];
+        if !compressions.contains(&self.kafka.compression.as_str()) {
+            return Err(ConfigError::Invalid {
+                field: "kafka.compression",
+                problem: format!("{:?} is not one of {}", self.kafka.compression, compressions.join(", ")),
+            });
+        }
+        if self.kafka.produce_timeout_ms <= self.kafka.linger_ms {
+            return Err(ConfigError::Invalid {
+                field: "kafka.produce_timeout_ms",
+                problem: format!(
+                    "{} must be larger than kafka.linger_ms ({})",
+                    self.kafka.produce_timeout_ms, self.kafka.linger_ms
+                ),
+            });
+        }
+        if self.limits.max_decoded_bytes < self.limits.max_body_bytes {
+            return Err(ConfigError::Invalid {
+                field: "limits.max_decoded_bytes",
+                problem: "must be at least limits.max_body_bytes".to_string(),
+            });
+        }
+        if self.kafka.topic.is_empty() || self.kafka.dlq_topic.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "kafka.topic",
+                problem: "topic names must not be empty".to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_toml_file_is_the_default_configuration() {
+        let config: CollectorConfig = toml_like_empty();
+        assert_eq!(config, CollectorConfig::default());
+    }
+
+    fn toml_like_empty() -> CollectorConfig {
+        serde_json::from_str("{}").unwrap()
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let error = serde_json::from_str::<CollectorConfig>(r#"{"listn": "0.0.0.0:1"}"#).unwrap_err();
+        assert!(error.to_string().contains("unknown field `listn`"), "{error}");
+    }
+
+    #[test]
+    fn pass_through_options_cannot_override_durability() {
+        let mut config = CollectorConfig::default();
+        config.kafka.options.insert("acks".into(), "1".into());
+        let error = config.check().unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "kafka option \"acks\": set by always all: a 200 means durable, remove it from the pass-through options"
+        );
+        config.kafka.options.clear();
+        config
+            .kafka
+            .options
+            .insert("socket.keepalive.enable".into(), "true".into());
+        assert!(config.check().is_ok());
+    }
+}

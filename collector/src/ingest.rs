@@ -1,0 +1,338 @@
+//! One request's beacons, from decoded items to Kafka records and per-item rejections.
+//!
+//! Pure: no IO and no clock of its own (the receive time comes in the [`RequestContext`]), so every
+//! rule here is tested without a server.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use qoe_schemas::wire::{Batch, Item};
+use qoe_schemas::{Beacon, BeaconType, FieldError, RejectReason};
+
+use crate::config::EventTimeConfig;
+
+/// What the collector knows about a request besides its body.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// When the request arrived, epoch ms.
+    pub received_at: u64,
+    /// The client clock when it sent the batch, epoch ms, if it said.
+    pub sent_at: Option<u64>,
+    /// The id of the write key.
+    pub key_id: String,
+    /// The client address, already truncated.
+    pub client_subnet: Option<String>,
+    /// The accepted event-time window.
+    pub event_time: EventTimeConfig,
+}
+
+/// An accepted beacon, ready for `qoe.beacons.v1`.
+#[derive(Debug, Clone)]
+pub struct AcceptedRecord {
+    /// Record key: the room id, so every room keeps its order.
+    pub key: String,
+    /// Record value: the enriched beacon as JSON.
+    pub value: Vec<u8>,
+    /// The beacon type, for metrics.
+    pub kind: BeaconType,
+}
+
+/// A rejected beacon: what the client is told, and what goes to the dead-letter topic.
+#[derive(Debug, Clone)]
+pub struct RejectedRecord {
+    /// Position in the request.
+    pub index: usize,
+    /// What is wrong.
+    pub error: FieldError,
+    /// Dead-letter record key: the room id when the item has one.
+    pub dlq_key: Option<String>,
+    /// Dead-letter record value (see [`DeadLetter`]).
+    pub dlq_value: Vec<u8>,
+}
+
+/// The dead-letter record of one rejected beacon, as written to `qoe.beacons.dlq`.
+#[derive(Debug, Serialize)]
+pub struct DeadLetter<'a> {
+    /// The error as the client saw it: `<field>: <problem>`.
+    pub error: String,
+    /// Bounded reason code (the metrics label).
+    pub reason: &'static str,
+    /// Position in the request.
+    pub index: usize,
+    /// When the request arrived, epoch ms.
+    pub received_at: u64,
+    /// The write key id.
+    pub key_id: &'a str,
+    /// The truncated client address.
+    pub client_subnet: Option<&'a str>,
+    /// The item as sent: a JSON value, or the line as a string when it was not JSON.
+    pub beacon: &'a Value,
+}
+
+/// The outcome of one request's items.
+#[derive(Debug, Default)]
+pub struct Processed {
+    /// Beacons to produce to `qoe.beacons.v1`.
+    pub accepted: Vec<AcceptedRecord>,
+    /// Beacons refused, in request order.
+    pub rejected: Vec<RejectedRecord>,
+}
+
+/// Validates and enriches every item of a batch.
+pub fn process(batch: Batch, context: &RequestContext) -> Processed {
+    let mut processed = Processed {
+        accepted: Vec::with_capacity(batch.items.len()),
+        rejected: Vec::new(),
+    };
+    let sent_at = batch.sent_at.or(context.sent_at);
+    for (index, item) in batch.items.into_iter().enumerate() {
+        let mut value = match item {
+            Item::Json(value) => value,
+            Item::NotJson { line, error } => {
+                let error = FieldError::new("beacon", RejectReason::Malformed, format!("not JSON: {error}"));
+                processed
+                    .rejected
+                    .push(reject(index, error, &Value::String(line), context));
+                continue;
+            }
+        };
+        if let Err(error) = qoe_schemas::check(&mut value) {
+            processed.rejected.push(reject(index, error, &value, context));
+            continue;
+        }
+        let mut beacon = match to_beacon(value) {
+            Ok(beacon) => beacon,
+            Err((error, value)) => {
+                processed.rejected.push(reject(index, error, &value, context));
+                continue;
+            }
+        };
+        if let Err(error) = enrich(&mut beacon, sent_at, context) {
+            let as_sent = serde_json::to_value(&beacon).unwrap_or_default();
+            processed.rejected.push(reject(index, error, &as_sent, context));
+            continue;
+        }
+        processed.accepted.push(AcceptedRecord {
+            value: serde_json::to_vec(&beacon).unwrap_or_default(),
+            key: beacon.room_id,
+            kind: beacon.kind,
+        });
+    }
+    processed
+}
+
+/// Converts a checked value. Cannot fail for values that passed [`qoe_schemas::check`]; the error arm
+/// keeps the item for the dead-letter topic rather than panicking.
+fn to_beacon(value: Value) -> Result<Beacon, (FieldError, Value)> {
+    Beacon::deserialize(&value).map_err(|error| {
+        let error = FieldError::new(
+            "beacon",
+            RejectReason::Malformed,
+            format!("does not fit the contract: {error}"),
+        );
+        (error, value)
+    })
+}
+
+/// Sets the enrichment fields, after checking the event time against the accepted window.
+///
+/// `event_time = ts + (received_at - sent_at)` when the client sent `sent_at`: the client clock's
+/// offset is the same for `ts` and `sent_at`, so it cancels out (network delay is not corrected).
+pub fn enrich(beacon: &mut Beacon, sent_at: Option<u64>, context: &RequestContext) -> Result<(), FieldError> {
+    let received_at = context.received_at as i128;
+    let skew = sent_at.map_or(0, |sent_at| received_at - sent_at as i128);
+    let event_time = (beacon.ts as i128 + skew).max(0);
+    let max_future_ms = context.event_time.max_future_secs as i128 * 1000;
+    let max_age_ms = context.event_time.max_age_secs as i128 * 1000;
+    if event_time > received_at + max_future_ms {
+        return Err(FieldError::new(
+            "ts",
+            RejectReason::EventTime,
+            format!(
+                "event time is {} s in the future (ts {} corrected by {} ms of clock skew), the limit is {} s",
+                (event_time - received_at) / 1000,
+                beacon.ts,
+                skew,
+                context.event_time.max_future_secs
+            ),
+        ));
+    }
+    if event_time < received_at - max_age_ms {
+        return Err(FieldError::new(
+            "ts",
+            RejectReason::EventTime,
+            format!(
+                "event time is {} s old (ts {} corrected by {} ms of clock skew), the limit is {} s",
+                (received_at - event_time) / 1000,
+                beacon.ts,
+                skew,
+                context.event_time.max_age_secs
+            ),
+        ));
+    }
+    beacon.received_at = Some(context.received_at);
+    beacon.event_time = Some(event_time as u64);
+    beacon.client_subnet = context.client_subnet.clone();
+    beacon.key_id = Some(context.key_id.clone());
+    Ok(())
+}
+
+fn reject(index: usize, error: FieldError, item: &Value, context: &RequestContext) -> RejectedRecord {
+    let dlq_key = item.get("room_id").and_then(Value::as_str).map(str::to_string);
+    let letter = DeadLetter {
+        error: error.to_string(),
+        reason: error.reason.as_str(),
+        index,
+        received_at: context.received_at,
+        key_id: &context.key_id,
+        client_subnet: context.client_subnet.as_deref(),
+        beacon: item,
+    };
+    RejectedRecord {
+        index,
+        dlq_value: serde_json::to_vec(&letter).unwrap_or_default(),
+        dlq_key,
+        error,
+    }
+}
+
+/// Truncates a client address to its /24 (IPv4) or /48 (IPv6) network, in CIDR notation. The full
+/// address is never stored. IPv4-mapped IPv6 addresses are treated as IPv4.
+pub fn truncate_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{a}.{b}.{c}.0/24")
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return truncate_ip(IpAddr::V4(v4));
+            }
+            let segments = v6.segments();
+            let network = std::net::Ipv6Addr::new(segments[0], segments[1], segments[2], 0, 0, 0, 0, 0);
+            format!("{network}/48")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: u64 = 1_763_800_000_000;
+
+    fn context() -> RequestContext {
+        RequestContext {
+            received_at: NOW,
+            sent_at: None,
+            key_id: "web".into(),
+            client_subnet: Some("203.0.113.0/24".into()),
+            event_time: EventTimeConfig {
+                max_future_secs: 300,
+                max_age_secs: 3600,
+            },
+        }
+    }
+
+    fn join(ts: u64, seq: u64) -> Value {
+        json!({"v": 1, "type": "room_join", "ts": ts, "session_id": "s", "seq": seq, "room_id": "r7",
+               "platform": "web", "user_id": "u"})
+    }
+
+    #[test]
+    fn bad_items_are_rejected_and_the_good_ones_beside_them_kept() {
+        let batch = Batch {
+            sent_at: None,
+            items: vec![
+                Item::Json(join(NOW, 0)),
+                Item::Json(json!({"v": 1})),
+                Item::NotJson {
+                    line: "{oops".into(),
+                    error: "key must be a string at line 1 column 2".into(),
+                },
+                Item::Json(join(NOW, 1)),
+            ],
+        };
+        let processed = process(batch, &context());
+        assert_eq!(processed.accepted.len(), 2);
+        let rejected: Vec<_> = processed
+            .rejected
+            .iter()
+            .map(|r| (r.index, r.error.to_string()))
+            .collect();
+        assert_eq!(
+            rejected,
+            [
+                (1, "type: required".to_string()),
+                (
+                    2,
+                    "beacon: not JSON: key must be a string at line 1 column 2".to_string()
+                )
+            ]
+        );
+        let record: Value = serde_json::from_slice(&processed.accepted[0].value).unwrap();
+        assert_eq!(processed.accepted[0].key, "r7");
+        assert_eq!(record["received_at"], NOW);
+        assert_eq!(record["event_time"], NOW);
+        assert_eq!(record["client_subnet"], "203.0.113.0/24");
+        assert_eq!(record["key_id"], "web");
+        let letter: Value = serde_json::from_slice(&processed.rejected[1].dlq_value).unwrap();
+        assert_eq!(letter["beacon"], "{oops");
+        assert_eq!(letter["reason"], "malformed");
+    }
+
+    #[test]
+    fn clock_skew_is_corrected_with_sent_at() {
+        // The client clock runs 2 minutes behind: ts and sent_at are both 120 s early.
+        let client_now = NOW - 120_000;
+        let batch = Batch {
+            sent_at: Some(client_now),
+            items: vec![Item::Json(join(client_now - 5_000, 0))],
+        };
+        let processed = process(batch, &context());
+        let record: Value = serde_json::from_slice(&processed.accepted[0].value).unwrap();
+        assert_eq!(record["event_time"], NOW - 5_000);
+        assert_eq!(record["ts"], client_now - 5_000);
+    }
+
+    #[test]
+    fn event_times_outside_the_window_are_refused() {
+        let batch = Batch {
+            sent_at: None,
+            items: vec![
+                Item::Json(join(NOW + 301_000, 0)),
+                Item::Json(join(NOW + 299_000, 1)),
+                Item::Json(join(NOW - 3_601_000, 2)),
+                Item::Json(join(NOW - 3_599_000, 3)),
+            ],
+        };
+        let processed = process(batch, &context());
+        assert_eq!(processed.accepted.len(), 2);
+        let errors: Vec<_> = processed.rejected.iter().map(|r| r.error.to_string()).collect();
+        assert_eq!(
+            errors[0],
+            format!(
+                "ts: event time is 301 s in the future (ts {} corrected by 0 ms of clock skew), the limit is 300 s",
+                NOW + 301_000
+            )
+        );
+        assert!(errors[1].starts_with("ts: event time is 3601 s old"), "{}", errors[1]);
+        assert!(processed
+            .rejected
+            .iter()
+            .all(|r| r.error.reason == RejectReason::EventTime));
+    }
+
+    #[test]
+    fn addresses_are_truncated() {
+        assert_eq!(truncate_ip("198.51.100.77".parse().unwrap()), "198.51.100.0/24");
+        assert_eq!(
+            truncate_ip("2001:db8:abcd:12:1:2:3:4".parse().unwrap()),
+            "2001:db8:abcd::/48"
+        );
+        assert_eq!(truncate_ip("::ffff:198.51.100.77".parse().unwrap()), "198.51.100.0/24");
+    }
+}

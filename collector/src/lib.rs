@@ -1,0 +1,139 @@
+//! # qoe-collector: the front door of qoe-pipeline
+//!
+//! An HTTP server that takes beacons from player and broadcaster SDKs (`POST /v1/beacons`), validates
+//! each one against beacon contract v1 ([`qoe_schemas`]), enriches it (receive time, skew-corrected
+//! event time, client subnet, write key id) and produces it to Kafka (`qoe.beacons.v1`, keyed by room).
+//!
+//! ## Guarantees
+//! - **A 200 means durable.** The response is sent only after Kafka acknowledged (`acks=all`,
+//!   idempotent producer) every beacon it counts as accepted. If Kafka is unreachable or slow the
+//!   answer is 503 with `Retry-After`, and the SDK sends the batch again; duplicates that this can
+//!   create are removed downstream by `(session_id, seq)`.
+//! - **One bad beacon never sinks its batch.** Each rejected beacon is listed in the 200 body with the
+//!   field and the problem, counted by reason, and written to `qoe.beacons.dlq`.
+//! - **Bounded work per request.** Body size, decompressed size and beacon count are limited, so a
+//!   decompression bomb is refused with 413; each write key has a token-bucket rate limit (429).
+//! - **No full client address is stored**, only its /24 (IPv4) or /48 (IPv6).
+//! - **Graceful shutdown**: on cancellation the server stops accepting connections, finishes the
+//!   requests in flight, and flushes the producer.
+//!
+//! [`run`] binds the configured address; [`serve`] takes a listener, so tests drive the collector on
+//! `127.0.0.1:0`.
+
+pub mod auth;
+pub mod config;
+pub mod ingest;
+pub mod kafka;
+pub mod metrics;
+pub mod server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{CollectorConfig, ConfigError};
+
+use auth::{KeyRing, WriteKey};
+use kafka::BeaconProducer;
+use metrics::Metrics;
+use server::AppState;
+
+/// Why the collector could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The Kafka producer could not be created (for example an unknown pass-through option).
+    #[error("kafka producer: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The listen address could not be bound, or the server failed.
+    #[error("http server on {address}: {source}")]
+    Io {
+        /// The address.
+        address: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// How often the Kafka health probe runs.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Binds `config.listen` and runs the collector until `shutdown` is cancelled.
+pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result<(), CollectorError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| CollectorError::Io {
+            address: config.listen.to_string(),
+            source,
+        })?;
+    serve(listener, config, shutdown).await
+}
+
+/// Runs the collector on `listener` until `shutdown` is cancelled, then drains and flushes.
+pub async fn serve(
+    listener: TcpListener,
+    config: CollectorConfig,
+    shutdown: CancellationToken,
+) -> Result<(), CollectorError> {
+    config.check()?;
+    let keys = KeyRing::new(load_write_keys(&config)?, config.rate_limit)?;
+    let producer = Arc::new(BeaconProducer::new(&config.kafka)?);
+    let address = listener
+        .local_addr()
+        .map(|address| address.to_string())
+        .unwrap_or_default();
+    let shutdown_timeout = Duration::from_secs(config.shutdown_timeout_secs);
+    let state = Arc::new(AppState {
+        keys,
+        producer: Arc::clone(&producer),
+        metrics: Metrics::new(),
+        config,
+        shutdown: shutdown.clone(),
+    });
+    let initially_reachable = producer.probe(Duration::from_secs(2)).await;
+    producer.set_reachable(initially_reachable);
+    state.metrics.kafka_up.set(i64::from(initially_reachable));
+    if !initially_reachable {
+        tracing::warn!(brokers = %state.config.kafka.brokers, "kafka unreachable at start, answering 503 until it is");
+    }
+    let watcher = tokio::spawn(server::watch_kafka(Arc::clone(&state), PROBE_INTERVAL));
+    tracing::info!(%address, topic = %state.config.kafka.topic, "collector listening");
+
+    let app = server::router(Arc::clone(&state)).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let graceful = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let drain_deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(shutdown_timeout).await;
+    };
+    tokio::select! {
+        result = graceful => result.map_err(|source| CollectorError::Io { address: address.clone(), source })?,
+        _ = drain_deadline => tracing::warn!(timeout_secs = shutdown_timeout.as_secs(), "requests still in flight at the shutdown deadline"),
+    }
+    watcher.abort();
+    let queued = producer.queue_depth();
+    match producer.flush(shutdown_timeout).await {
+        Ok(()) => tracing::info!(flushed = queued, "collector stopped, producer flushed"),
+        Err(error) => tracing::error!(%error, queued, "collector stopped, producer flush incomplete"),
+    }
+    Ok(())
+}
+
+fn load_write_keys(config: &CollectorConfig) -> Result<Vec<WriteKey>, ConfigError> {
+    let mut keys: Vec<WriteKey> = config
+        .write_keys
+        .iter()
+        .map(|text| WriteKey::parse(text))
+        .collect::<Result<_, _>>()?;
+    if let Some(path) = &config.write_keys_file {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::KeysFile {
+            path: path.clone(),
+            source,
+        })?;
+        keys.extend(WriteKey::parse_file(&text)?);
+    }
+    Ok(keys)
+}

@@ -1,0 +1,139 @@
+//! The collector's own metrics, served at `/metrics` in the Prometheus text format.
+//!
+//! Every name is `qoe_collector_<name>_<unit>`; labels are bounded (status codes, beacon types,
+//! reject reasons), never a key, session, room or address.
+
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+use qoe_schemas::{BeaconType, RejectReason};
+
+/// The collector's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests to `/v1/beacons` by HTTP status.
+    pub requests: IntCounterVec,
+    /// Beacons acknowledged by Kafka, by beacon type.
+    pub beacons_accepted: IntCounterVec,
+    /// Beacons refused, by reason.
+    pub beacons_rejected: IntCounterVec,
+    /// Dead-letter records that could not be written.
+    pub dead_letters_failed: IntCounter,
+    /// Time from receiving a request to answering it.
+    pub request_duration: Histogram,
+    /// Time from enqueuing a request's records to their acknowledgement by Kafka.
+    pub produce_latency: Histogram,
+    /// Records in the producer waiting for an acknowledgement (set at scrape time).
+    pub queue_depth: IntGauge,
+    /// 1 while the probe reaches a broker.
+    pub kafka_up: IntGauge,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+impl Metrics {
+    /// Creates and registers every metric, with every bounded label value pre-set to zero.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "qoe_collector_requests_total",
+                "Requests to /v1/beacons by HTTP status.",
+            ),
+            &["status"],
+        )
+        .expect("valid metric");
+        let beacons_accepted = IntCounterVec::new(
+            Opts::new(
+                "qoe_collector_beacons_accepted_total",
+                "Beacons acknowledged by Kafka, by beacon type.",
+            ),
+            &["type"],
+        )
+        .expect("valid metric");
+        let beacons_rejected = IntCounterVec::new(
+            Opts::new("qoe_collector_beacons_rejected_total", "Beacons refused, by reason."),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let dead_letters_failed = IntCounter::new(
+            "qoe_collector_dead_letters_failed_total",
+            "Rejected beacons that could not be written to the dead-letter topic.",
+        )
+        .expect("valid metric");
+        let request_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "qoe_collector_request_duration_seconds",
+                "Time from receiving a beacon request to answering it.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        let produce_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "qoe_collector_produce_latency_seconds",
+                "Time from enqueuing a request's beacons to Kafka's acknowledgement of all of them.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        let queue_depth = IntGauge::new(
+            "qoe_collector_kafka_queue_depth_messages",
+            "Records in the producer waiting for a Kafka acknowledgement.",
+        )
+        .expect("valid metric");
+        let kafka_up = IntGauge::new(
+            "qoe_collector_kafka_up_bool",
+            "1 while the health probe reaches a broker.",
+        )
+        .expect("valid metric");
+        for kind in BeaconType::ALL {
+            beacons_accepted.with_label_values(&[kind.as_str()]);
+        }
+        for reason in RejectReason::ALL {
+            beacons_rejected.with_label_values(&[reason.as_str()]);
+        }
+        let metrics = Metrics {
+            registry,
+            requests,
+            beacons_accepted,
+            beacons_rejected,
+            dead_letters_failed,
+            request_duration,
+            produce_latency,
+            queue_depth,
+            kafka_up,
+        };
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(metrics.requests.clone()),
+            Box::new(metrics.beacons_accepted.clone()),
+            Box::new(metrics.beacons_rejected.clone()),
+            Box::new(metrics.dead_letters_failed.clone()),
+            Box::new(metrics.request_duration.clone()),
+            Box::new(metrics.produce_latency.clone()),
+            Box::new(metrics.queue_depth.clone()),
+            Box::new(metrics.kafka_up.clone()),
+        ];
+        for collector in collectors {
+            metrics.registry.register(collector).expect("metric registered once");
+        }
+        metrics
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

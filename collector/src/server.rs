@@ -1,0 +1,383 @@
+//! The HTTP server: `POST /v1/beacons`, CORS, health, readiness and metrics.
+//!
+//! A request is answered 200 only after Kafka acknowledged every beacon the response counts as
+//! accepted. Whole-request problems map to statuses in [`ApiError`]; per-beacon problems are listed in
+//! the 200 body and written to the dead-letter topic.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use qoe_schemas::wire::{self, BodyFormat, ContentEncoding, Limits, WireError};
+
+use crate::auth::{Denied, KeyRing};
+use crate::config::CollectorConfig;
+use crate::ingest::{self, RequestContext};
+use crate::kafka::{BeaconProducer, ProduceError};
+use crate::metrics::Metrics;
+
+/// Everything a request handler needs.
+pub struct AppState {
+    /// The accepted write keys and their rate limits.
+    pub keys: KeyRing,
+    /// The Kafka producer.
+    pub producer: Arc<BeaconProducer>,
+    /// The collector's metrics.
+    pub metrics: Metrics,
+    /// The configuration the collector runs with.
+    pub config: CollectorConfig,
+    /// Cancelled when the collector shuts down; `/readyz` then answers 503.
+    pub shutdown: CancellationToken,
+}
+
+/// A whole-request problem, with its HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No write key in the request.
+    #[error("authorization: missing write key, send Authorization: Bearer <key> or ?key=<key>")]
+    MissingKey,
+    /// A write key the collector does not know.
+    #[error("authorization: unknown write key")]
+    UnknownKey,
+    /// The body, its encoding or its format is wrong.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// `sent_at` in the query string is not an epoch-ms integer.
+    #[error("sent_at: {0:?} is not an epoch-ms integer")]
+    BadSentAt(String),
+    /// The write key sent more beacons than its rate limit allows.
+    #[error("rate limit: write key {key_id:?} is over {rate} beacons/s, retry after {retry_after_secs} s")]
+    RateLimited {
+        /// The key id.
+        key_id: String,
+        /// The configured rate.
+        rate: u64,
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
+    /// Kafka did not take the beacons.
+    #[error("kafka unavailable: beacons not stored, retry after {retry_after_secs} s ({cause})")]
+    KafkaUnavailable {
+        /// What went wrong.
+        cause: ProduceError,
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
+    /// The collector is shutting down.
+    #[error("shutting down: retry after {0} s")]
+    ShuttingDown(u64),
+}
+
+impl ApiError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::MissingKey | ApiError::UnknownKey => StatusCode::UNAUTHORIZED,
+            ApiError::Wire(WireError::UnsupportedEncoding(_) | WireError::UnsupportedMediaType(_)) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            ApiError::Wire(
+                WireError::BodyTooLarge { .. } | WireError::DecodedTooLarge { .. } | WireError::TooManyBeacons { .. },
+            ) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Wire(WireError::BadCompression { .. } | WireError::Malformed(_)) | ApiError::BadSentAt(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::KafkaUnavailable { .. } | ApiError::ShuttingDown(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// A stable machine-readable code for the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MissingKey => "missing_key",
+            ApiError::UnknownKey => "unknown_key",
+            ApiError::Wire(WireError::UnsupportedEncoding(_)) => "unsupported_encoding",
+            ApiError::Wire(WireError::UnsupportedMediaType(_)) => "unsupported_media_type",
+            ApiError::Wire(WireError::BodyTooLarge { .. }) => "body_too_large",
+            ApiError::Wire(WireError::DecodedTooLarge { .. }) => "decoded_body_too_large",
+            ApiError::Wire(WireError::TooManyBeacons { .. }) => "too_many_beacons",
+            ApiError::Wire(WireError::BadCompression { .. }) => "bad_compression",
+            ApiError::Wire(WireError::Malformed(_)) => "malformed_body",
+            ApiError::BadSentAt(_) => "bad_sent_at",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::KafkaUnavailable { .. } => "kafka_unavailable",
+            ApiError::ShuttingDown(_) => "shutting_down",
+        }
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited { retry_after_secs, .. } | ApiError::KafkaUnavailable { retry_after_secs, .. } => {
+                Some(*retry_after_secs)
+            }
+            ApiError::ShuttingDown(secs) => Some(*secs),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = json!({"error": self.to_string(), "code": self.code()});
+        let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// The collector's routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/beacons", post(post_beacons).options(preflight))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn post_beacons(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let started = Instant::now();
+    let result = accept(&state, request).await;
+    let mut response = match result {
+        Ok(body) => (StatusCode::OK, Json(body)).into_response(),
+        Err(error) => {
+            tracing::debug!(code = error.code(), error = %error, "beacon request refused");
+            error.into_response()
+        }
+    };
+    add_cors_headers(&state.config.cors_allow_origin, response.headers_mut());
+    state
+        .metrics
+        .requests
+        .with_label_values(&[response.status().as_str()])
+        .inc();
+    state.metrics.request_duration.observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn accept(state: &AppState, request: Request) -> Result<serde_json::Value, ApiError> {
+    if state.shutdown.is_cancelled() {
+        return Err(ApiError::ShuttingDown(1));
+    }
+    let received_at = epoch_ms();
+    let (parts, body) = request.into_parts();
+    let Query(query) = Query::<HashMap<String, String>>::try_from_uri(&parts.uri).unwrap_or(Query(HashMap::new()));
+    let key_index = state
+        .keys
+        .authenticate(bearer_token(&parts.headers).or(query.get("key").map(String::as_str)))
+        .map_err(|denied| match denied {
+            Denied::Missing => ApiError::MissingKey,
+            Denied::Unknown => ApiError::UnknownKey,
+        })?;
+    let format = BodyFormat::parse(header_str(&parts.headers, header::CONTENT_TYPE))?;
+    let encoding = ContentEncoding::parse(header_str(&parts.headers, header::CONTENT_ENCODING))?;
+    let sent_at = match query.get("sent_at") {
+        Some(text) => Some(text.parse::<u64>().map_err(|_| ApiError::BadSentAt(text.clone()))?),
+        None => None,
+    };
+    let limits: Limits = state.config.limits.into();
+    let raw = read_body(body, limits.max_body_bytes).await?;
+    let decoded = wire::decompress(&raw, encoding, &limits)?;
+    let batch = wire::parse_batch(&decoded, format, &limits)?;
+    drop(decoded);
+
+    let item_count = batch.items.len() as u64;
+    if let Err(wait) = state.keys.take(key_index, item_count, Instant::now()) {
+        return Err(ApiError::RateLimited {
+            key_id: state.keys.id(key_index).to_string(),
+            rate: state.config.rate_limit.beacons_per_sec,
+            retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+        });
+    }
+
+    let client_ip = client_ip(&parts, state.config.trust_forwarded_for);
+    let context = RequestContext {
+        received_at,
+        sent_at,
+        key_id: state.keys.id(key_index).to_string(),
+        client_subnet: client_ip.map(ingest::truncate_ip),
+        event_time: state.config.event_time,
+    };
+    let processed = ingest::process(batch, &context);
+
+    let produce_started = Instant::now();
+    let outcome = state
+        .producer
+        .produce(&processed.accepted, &processed.rejected)
+        .await
+        .map_err(|cause| {
+            let retry_after_secs = match cause {
+                ProduceError::QueueFull => 1,
+                _ => 5,
+            };
+            ApiError::KafkaUnavailable {
+                cause,
+                retry_after_secs,
+            }
+        })?;
+    state
+        .metrics
+        .produce_latency
+        .observe(produce_started.elapsed().as_secs_f64());
+    state.metrics.dead_letters_failed.inc_by(outcome.failed as u64);
+    for record in &processed.accepted {
+        state
+            .metrics
+            .beacons_accepted
+            .with_label_values(&[record.kind.as_str()])
+            .inc();
+    }
+    for record in &processed.rejected {
+        state
+            .metrics
+            .beacons_rejected
+            .with_label_values(&[record.error.reason.as_str()])
+            .inc();
+    }
+    let rejected: Vec<_> = processed
+        .rejected
+        .iter()
+        .map(|record| json!({"index": record.index, "error": record.error.to_string()}))
+        .collect();
+    Ok(json!({"accepted": processed.accepted.len(), "rejected": rejected}))
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::Wire(WireError::BodyTooLarge { size: limit + 1, limit }))
+        }
+        Err(error) => Err(ApiError::Wire(WireError::Malformed(format!(
+            "could not be read: {error}"
+        )))),
+    }
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = header_str(headers, header::AUTHORIZATION)?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|value| value.to_str().ok())
+}
+
+fn client_ip(parts: &axum::http::request::Parts, trust_forwarded_for: bool) -> Option<IpAddr> {
+    if trust_forwarded_for {
+        let forwarded = header_str(&parts.headers, header::HeaderName::from_static("x-forwarded-for"))
+            .and_then(|value| value.split(',').next())
+            .and_then(|first| first.trim().parse().ok());
+        if forwarded.is_some() {
+            return forwarded;
+        }
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip())
+}
+
+async fn preflight(State(state): State<Arc<AppState>>) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    add_cors_headers(&state.config.cors_allow_origin, headers);
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, content-type, content-encoding"),
+    );
+    headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    response
+}
+
+fn add_cors_headers(origin: &str, headers: &mut HeaderMap) {
+    if let Ok(value) = HeaderValue::from_str(origin) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    }
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("retry-after"),
+    );
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    if !state.producer.is_reachable() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "kafka unreachable\n").into_response();
+    }
+    (StatusCode::OK, "ready\n").into_response()
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    state.metrics.queue_depth.set(state.producer.queue_depth() as i64);
+    let mut response = state.metrics.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
+}
+
+/// Probes Kafka every `interval` until shutdown, keeping the producer's reachability and the
+/// `kafka_up` gauge current. Two failed probes in a row mark Kafka unreachable; one success clears it.
+pub async fn watch_kafka(state: Arc<AppState>, interval: Duration) {
+    let mut failures = 0u32;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let probe_timeout = interval.max(Duration::from_millis(500));
+        let ok = state.producer.probe(probe_timeout).await;
+        failures = if ok { 0 } else { failures + 1 };
+        let reachable = failures < 2;
+        if reachable != state.producer.is_reachable() {
+            if reachable {
+                tracing::info!(brokers = %state.config.kafka.brokers, "kafka reachable again");
+            } else {
+                tracing::warn!(brokers = %state.config.kafka.brokers, "kafka unreachable, answering 503");
+            }
+        }
+        state.producer.set_reachable(reachable);
+        state.metrics.kafka_up.set(i64::from(reachable));
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
+}

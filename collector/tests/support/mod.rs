@@ -1,0 +1,155 @@
+//! Shared harness: a collector on 127.0.0.1:0 in front of any Kafka-protocol broker, and a reader that
+//! consumes a topic back over the real protocol.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use qoe_collector::{CollectorConfig, CollectorError};
+
+pub const SECRET: &str = "test-secret-1";
+
+pub struct Collector {
+    pub address: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub handle: JoinHandle<Result<(), CollectorError>>,
+    pub client: reqwest::Client,
+}
+
+impl Collector {
+    pub async fn start(config: CollectorConfig) -> Collector {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(qoe_collector::serve(listener, config, shutdown.clone()));
+        let collector = Collector {
+            address,
+            shutdown,
+            handle,
+            client: reqwest::Client::new(),
+        };
+        collector.wait_ready(Duration::from_secs(30)).await;
+        collector
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    pub async fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(response) = self.client.get(self.url("/readyz")).send().await {
+                if response.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "collector not ready within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Posts a JSON batch; returns the status, the Retry-After header and the JSON body.
+    pub async fn post(&self, beacons: &[Value]) -> (u16, Option<String>, Value) {
+        let body = json!({"sent_at": now_ms(), "beacons": beacons});
+        let response = self
+            .client
+            .post(self.url("/v1/beacons"))
+            .header("authorization", format!("Bearer {SECRET}"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|value| value.to_str().unwrap().to_string());
+        let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null);
+        (status, retry_after, body)
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.handle.await.unwrap().unwrap();
+    }
+}
+
+pub fn config(brokers: &str) -> CollectorConfig {
+    let mut config = CollectorConfig::default();
+    config.kafka.brokers = brokers.to_string();
+    config.write_keys = vec![format!("test:{SECRET}")];
+    config
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// A valid beacon of room `room`, identified by `(session, seq)`.
+pub fn beacon(session: &str, seq: u64, room: &str) -> Value {
+    json!({
+        "v": 1, "type": "play_heartbeat", "ts": now_ms() - 1_000, "session_id": session, "seq": seq,
+        "room_id": room, "platform": "android", "cdn": "cdn-a", "interval_ms": 10_000, "watch_ms": 9_500,
+        "stall_count": 0, "stall_ms": 0
+    })
+}
+
+/// Every record of `topic`, read from the beginning of every partition until the high watermarks.
+pub fn read_topic(brokers: &str, topic: &str) -> Vec<(Option<String>, Value)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("qoe-test-reader-{}", now_ms()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = BTreeMap::new();
+    for partition in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, *partition, Duration::from_secs(10))
+            .unwrap();
+        if high > low {
+            assignment
+                .add_partition_offset(topic, *partition, Offset::Beginning)
+                .unwrap();
+            remaining.insert(*partition, high);
+        }
+    }
+    let mut records = Vec::new();
+    if remaining.is_empty() {
+        return records;
+    }
+    consumer.assign(&assignment).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !remaining.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "topic {topic} not read in time, missing {remaining:?}"
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.unwrap();
+        let key = message.key().map(|key| String::from_utf8_lossy(key).to_string());
+        let value: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+        records.push((key, value));
+        if remaining.get(&message.partition()) == Some(&(message.offset() + 1)) {
+            remaining.remove(&message.partition());
+        }
+    }
+    records
+}

@@ -1,0 +1,174 @@
+//! The published JSON Schema and the Rust validator accept and reject the same beacons.
+//!
+//! The corpus is systematic: for every beacon type, a valid example of that type with every field it
+//! allows; then each field (every contract field, the enrichment fields and an unknown one) set to each
+//! of a list of probe values, and each present field removed. Both validators judge every example. The
+//! only allowed disagreement is the documented one: a beacon that breaks a cross-field rule
+//! (`CROSS_FIELD_RULES`), which JSON Schema cannot state, is accepted by the schema and refused by Rust
+//! with reason `inconsistent`.
+
+mod common;
+
+use qoe_schemas::{fields::FIELDS, validate, BeaconType, RejectReason};
+use serde_json::{json, Value};
+
+fn schema_validator() -> jsonschema::Validator {
+    let schema: Value = serde_json::from_str(qoe_schemas::BEACON_V1_JSON_SCHEMA).expect("schema is JSON");
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("schema compiles")
+}
+
+fn probe_values() -> Vec<Value> {
+    let long = |n: usize| Value::String("x".repeat(n));
+    let mut values = vec![
+        Value::Null,
+        json!(true),
+        json!(false),
+        json!(""),
+        json!("x"),
+        long(64),
+        long(65),
+        long(128),
+        long(129),
+        json!("é".repeat(64)),
+        json!("é".repeat(65)),
+        json!([]),
+        json!({}),
+        json!({"a": "b"}),
+        json!({"a": 1}),
+        json!({"": "b"}),
+        json!({"a": ""}),
+        json!({"1": "a", "2": "a", "3": "a", "4": "a", "5": "a", "6": "a", "7": "a", "8": "a"}),
+        json!({"1": "a", "2": "a", "3": "a", "4": "a", "5": "a", "6": "a", "7": "a", "8": "a", "9": "a"}),
+        json!("203.0.113.7"),
+        json!("2001:db8::1"),
+        json!("01.2.3.4"),
+        json!("256.1.1.1"),
+        json!("fe80::1%eth0"),
+        json!("edge-1.cdn.example"),
+        json!(-1),
+        json!(-0.5),
+        json!(0),
+        json!(0.0),
+        json!(1),
+        json!(1.5),
+        json!(12.0),
+        json!(1e20),
+        json!(946_684_799_999u64),
+        json!(946_684_800_000u64),
+        json!(4_102_444_799_999u64),
+        json!(4_102_444_800_000u64),
+        json!(9_007_199_254_740_991u64),
+        json!(9_007_199_254_740_992u64),
+        json!(u64::MAX),
+    ];
+    for bound in [100u64, 240, 10_000, 16_384, 60_000, 600_000, 1_000_000, 1_048_576] {
+        values.push(json!(bound));
+        values.push(json!(bound + 1));
+        values.push(json!(bound as f64 + 0.5));
+    }
+    for names in [
+        BeaconType::NAMES,
+        qoe_schemas::Platform::NAMES,
+        qoe_schemas::Network::NAMES,
+        qoe_schemas::Resolver::NAMES,
+        qoe_schemas::ErrorCategory::NAMES,
+        qoe_schemas::ErrorStage::NAMES,
+        qoe_schemas::EndReason::NAMES,
+    ] {
+        values.extend(names.iter().map(|name| json!(name)));
+    }
+    values.push(json!("ANDROID"));
+    values
+}
+
+fn probe_fields() -> Vec<&'static str> {
+    let mut names: Vec<&str> = FIELDS.iter().map(|field| field.name).collect();
+    names.extend(qoe_schemas::fields::ENRICHMENT_FIELDS);
+    names.push("not_a_field");
+    names
+}
+
+struct Tally {
+    examples: usize,
+    accepted: usize,
+    cross_field: usize,
+}
+
+fn judge(validator: &jsonschema::Validator, example: &Value, tally: &mut Tally, what: &str) {
+    let schema_accepts = validator.is_valid(example);
+    let rust = validate(example.clone());
+    tally.examples += 1;
+    match (&rust, schema_accepts) {
+        (Ok(_), true) => tally.accepted += 1,
+        (Err(_), false) => {}
+        (Err(error), true) if error.reason == RejectReason::Inconsistent => tally.cross_field += 1,
+        _ => panic!(
+            "{what}: schema {} but Rust says {:?}\nexample: {example}",
+            if schema_accepts { "accepts" } else { "rejects" },
+            rust.map(|_| "ok").map_err(|error| error.to_string())
+        ),
+    }
+}
+
+#[test]
+fn schema_and_rust_agree_on_a_systematic_corpus() {
+    let validator = schema_validator();
+    let mut tally = Tally {
+        examples: 0,
+        accepted: 0,
+        cross_field: 0,
+    };
+    let values = probe_values();
+    for kind in BeaconType::NAMES {
+        let example = common::base(kind);
+        judge(&validator, &example, &mut tally, &format!("{kind} base"));
+        assert!(validate(example.clone()).is_ok(), "{kind} base example must be valid");
+        for field in probe_fields() {
+            for value in &values {
+                let mut mutated = example.clone();
+                mutated[field] = value.clone();
+                judge(&validator, &mutated, &mut tally, &format!("{kind}.{field} = {value}"));
+            }
+        }
+        for field in example.as_object().unwrap().keys() {
+            let mut mutated = example.clone();
+            mutated.as_object_mut().unwrap().remove(field);
+            judge(&validator, &mutated, &mut tally, &format!("{kind} without {field}"));
+        }
+    }
+    for not_an_object in [
+        json!(null),
+        json!(1),
+        json!("play_start"),
+        json!([]),
+        json!([common::base("play_start")]),
+    ] {
+        judge(&validator, &not_an_object, &mut tally, "not an object");
+    }
+    // The corpus must exercise all three outcomes, or the test proves little.
+    assert!(tally.examples > 20_000, "{} examples", tally.examples);
+    assert!(tally.accepted > 1_000, "{} accepted", tally.accepted);
+    assert!(tally.cross_field > 10, "{} cross-field", tally.cross_field);
+    let rejected = tally.examples - tally.accepted - tally.cross_field;
+    assert!(rejected > 10_000, "{rejected} rejected");
+}
+
+#[test]
+fn every_cross_field_rule_is_refused_by_rust_and_accepted_by_the_schema() {
+    let validator = schema_validator();
+    let mut first_frame = common::base("first_frame");
+    first_frame["dns_ms"] = json!(700);
+    let mut heartbeat = common::base("play_heartbeat");
+    heartbeat["stall_ms"] = json!(1_001);
+    let mut push = common::base("push_heartbeat");
+    push["stall_ms"] = json!(10_001);
+    for example in [first_frame, heartbeat, push] {
+        assert!(validator.is_valid(&example));
+        let error = validate(example).unwrap_err();
+        assert_eq!(error.reason, RejectReason::Inconsistent, "{error}");
+    }
+}
