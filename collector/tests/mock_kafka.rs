@@ -2,6 +2,8 @@
 //! with fault injection. Covers every status of the request contract, enrichment, the dead-letter
 //! topic, and the durability promise when the brokers go down mid-load.
 
+#![allow(clippy::type_complexity)] // the request tables below read best as tuples
+
 mod support;
 
 use std::collections::HashSet;

@@ -172,3 +172,17 @@ fn every_cross_field_rule_is_refused_by_rust_and_accepted_by_the_schema() {
         assert_eq!(error.reason, RejectReason::Inconsistent, "{error}");
     }
 }
+
+#[test]
+fn the_contract_document_names_every_field() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/beacons.md")).unwrap();
+    let mut names: Vec<&str> = FIELDS.iter().map(|field| field.name).collect();
+    names.extend(qoe_schemas::fields::ENRICHMENT_FIELDS);
+    names.extend(BeaconType::NAMES);
+    for name in names {
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "docs/beacons.md does not mention `{name}`"
+        );
+    }
+}

@@ -1,0 +1,92 @@
+//! `qoe`: the one binary of qoe-pipeline.
+//!
+//! `main` only parses configuration and hands it to the service crates, each of which exposes
+//! `run(config, shutdown)`. Ctrl-C or SIGTERM cancels the shutdown token; every service then drains
+//! and flushes before the process exits.
+
+mod collector;
+mod quickstart;
+mod simulate;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// qoe-pipeline: live-video quality beacons to minute-level alerts and long-horizon CDN reports.
+#[derive(Debug, Parser)]
+#[command(name = "qoe", version, about)]
+struct Cli {
+    /// Log filter (tracing EnvFilter syntax, e.g. `info,qoe_collector=debug`).
+    #[arg(long, env = "QOE_LOG", default_value = "info", global = true)]
+    log: String,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "QOE_LOG_JSON", global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the beacon collector: HTTP intake, validation, enrichment, produce to Kafka.
+    Collector(Box<collector::CollectorArgs>),
+    /// Generate simulated beacon traffic into a collector or an NDJSON file.
+    Simulate(simulate::SimulateArgs),
+    /// Run an in-process broker, the collector and the simulator together (nothing is kept).
+    Quickstart(quickstart::QuickstartArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(&cli.log, cli.log_json)?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    match cli.command {
+        Command::Collector(args) => {
+            let config = args.resolve()?;
+            qoe_collector::run(config, shutdown).await?;
+        }
+        Command::Simulate(args) => simulate::run(args, shutdown).await?,
+        Command::Quickstart(args) => quickstart::run(args, shutdown).await?,
+    }
+    Ok(())
+}
+
+fn init_tracing(filter: &str, json: bool) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(filter).with_context(|| format!("--log {filter:?} is not a valid filter"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    Ok(())
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+                shutdown.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
+    shutdown.cancel();
+}

@@ -1,0 +1,79 @@
+//! End to end against a real Kafka-API broker process (`KAFKA_BROKERS`; `scripts/test.sh` starts
+//! tansu 0.6.0 and sets it). Ignored without a broker: run with `-- --include-ignored`.
+//!
+//! Each test writes to its own topics, so a long-lived broker can be reused across runs.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use support::{beacon, config, now_ms, read_topic, Collector};
+
+fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").expect("KAFKA_BROKERS names the broker for the end-to-end suite")
+}
+
+fn unique_topics(test: &str) -> (String, String) {
+    let suffix = format!("{test}.{}", now_ms());
+    (
+        format!("qoe.beacons.e2e.{suffix}"),
+        format!("qoe.beacons.dlq.e2e.{suffix}"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kafka-API broker in KAFKA_BROKERS (scripts/test.sh starts one)"]
+async fn beacons_reach_a_real_broker_enriched_and_in_room_order() {
+    let brokers = brokers();
+    let (topic, dlq_topic) = unique_topics("order");
+    let mut config = config(&brokers);
+    config.kafka.topic = topic.clone();
+    config.kafka.dlq_topic = dlq_topic.clone();
+    let collector = Collector::start(config).await;
+
+    let rooms = ["room-a", "room-b", "room-c", "room-d", "room-e"];
+    let mut sent = 0;
+    for request in 0..10u64 {
+        let mut batch: Vec<Value> = (0..50u64)
+            .map(|i| {
+                let seq = request * 50 + i;
+                beacon("order", seq, rooms[(seq % rooms.len() as u64) as usize])
+            })
+            .collect();
+        batch.push(json!({"v": 1, "type": "play_start"}));
+        let (status, _, body) = collector.post(&batch).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["accepted"], 50);
+        assert_eq!(body["rejected"].as_array().unwrap().len(), 1);
+        sent += 50;
+    }
+
+    let records = read_topic(&brokers, &topic);
+    assert_eq!(records.len(), sent, "every acknowledged beacon is in the topic, once");
+    let mut seqs_by_room: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (key, record) in &records {
+        assert_eq!(key.as_deref(), record["room_id"].as_str());
+        assert_eq!(record["key_id"], "test");
+        assert!(record["event_time"].is_u64() && record["received_at"].is_u64());
+        seqs_by_room
+            .entry(record["room_id"].as_str().unwrap().to_string())
+            .or_default()
+            .push(record["seq"].as_u64().unwrap());
+    }
+    assert_eq!(seqs_by_room.len(), rooms.len());
+    for (room, seqs) in &seqs_by_room {
+        // read_topic returns each partition's records in offset order, and a room lives in one partition.
+        assert!(
+            seqs.windows(2).all(|pair| pair[0] < pair[1]),
+            "{room} out of order: {seqs:?}"
+        );
+    }
+    let letters = read_topic(&brokers, &dlq_topic);
+    assert_eq!(letters.len(), 10);
+    assert!(letters
+        .iter()
+        .all(|(_, letter)| letter["error"] == "ts: required on play_start beacons"));
+    collector.stop().await;
+}

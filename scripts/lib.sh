@@ -1,0 +1,47 @@
+# Shared by the project's scripts: the cache outside the clone, and the tools installed into it once.
+# Sourced, not run.
+
+QOE_CACHE="${QOE_CACHE:-$HOME/.cache/qoe}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$QOE_CACHE/target}"
+TANSU_VERSION=0.6.0
+# The in-memory storage engine (memory://) is behind tansu's `dynostore` feature.
+TANSU_FEATURES=dynostore
+TANSU_ROOT="$QOE_CACHE/tansu-$TANSU_VERSION-$TANSU_FEATURES"
+TANSU_BIN="$TANSU_ROOT/bin/tansu"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# tansu, a Kafka-API broker (about 20 minutes to build on 2 cores, once per machine).
+ensure_tansu() {
+  if [ -x "$TANSU_BIN" ]; then return; fi
+  step "installing tansu $TANSU_VERSION into $QOE_CACHE (once per machine, about 20 minutes)"
+  CARGO_TARGET_DIR="$QOE_CACHE/tansu-build" cargo install --locked tansu --version "$TANSU_VERSION" \
+    --features "$TANSU_FEATURES" --root "$TANSU_ROOT"
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_for_port() {
+  local port=$1 deadline=$((SECONDS + 60))
+  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    if [ $SECONDS -ge $deadline ]; then echo "nothing listens on 127.0.0.1:$port after 60 s" >&2; return 1; fi
+    sleep 0.2
+  done
+}
+
+# Starts tansu in memory on a free loopback port, exports KAFKA_BROKERS, stops it when the shell exits.
+start_tansu() {
+  ensure_tansu
+  local port log
+  port=$(free_port)
+  log="$QOE_CACHE/tansu-$port.log"
+  "$TANSU_BIN" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+    --storage-engine memory://tansu/ >"$log" 2>&1 &
+  TANSU_PID=$!
+  trap 'kill "$TANSU_PID" 2>/dev/null || true' EXIT
+  wait_for_port "$port"
+  export KAFKA_BROKERS="127.0.0.1:$port"
+  echo "tansu $TANSU_VERSION (in memory) at $KAFKA_BROKERS, pid $TANSU_PID, log $log"
+}
