@@ -44,8 +44,9 @@ pub(crate) struct CollectorArgs {
     /// How long a request waits for Kafka's acknowledgement before 503, ms.
     #[arg(long, env = "QOE_PRODUCE_TIMEOUT_MS")]
     pub(crate) produce_timeout_ms: Option<u64>,
-    /// A librdkafka producer property KEY=VALUE, passed through; repeat for several.
-    #[arg(long = "kafka-option", env = "QOE_KAFKA_OPTIONS", value_delimiter = ',')]
+    /// A librdkafka producer property KEY=VALUE, passed through; repeat for several
+    /// (QOE_KAFKA_OPTIONS: separated by `;`, since values such as `debug=broker,topic` hold commas).
+    #[arg(long = "kafka-option", env = "QOE_KAFKA_OPTIONS", value_delimiter = ';')]
     pub(crate) kafka_options: Vec<String>,
     /// Largest request body as sent, bytes.
     #[arg(long, env = "QOE_MAX_BODY_BYTES")]
@@ -68,9 +69,12 @@ pub(crate) struct CollectorArgs {
     /// Per write key burst, beacons.
     #[arg(long, env = "QOE_RATE_BURST")]
     pub(crate) rate_burst: Option<u64>,
-    /// Trust X-Forwarded-For for the client address (only behind a proxy that sets it).
-    #[arg(long, env = "QOE_TRUST_FORWARDED_FOR")]
+    /// Take the client address from the last X-Forwarded-For entry (only behind a proxy that sets it).
+    #[arg(long, env = "QOE_TRUST_FORWARDED_FOR", num_args = 0..=1, default_missing_value = "true")]
     pub(crate) trust_forwarded_for: Option<bool>,
+    /// Most records waiting in the producer before requests get 503 at once.
+    #[arg(long, env = "QOE_KAFKA_QUEUE_MAX_MESSAGES")]
+    pub(crate) queue_max_messages: Option<u64>,
     /// Access-Control-Allow-Origin value.
     #[arg(long, env = "QOE_CORS_ALLOW_ORIGIN")]
     pub(crate) cors_allow_origin: Option<String>,
@@ -104,6 +108,7 @@ impl CollectorArgs {
         set(&mut config.kafka.compression, self.compression.clone());
         set(&mut config.kafka.linger_ms, self.linger_ms);
         set(&mut config.kafka.produce_timeout_ms, self.produce_timeout_ms);
+        set(&mut config.kafka.queue_max_messages, self.queue_max_messages);
         if !self.kafka_options.is_empty() {
             config.kafka.options = parse_options(&self.kafka_options)?;
         }

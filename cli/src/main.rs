@@ -7,6 +7,7 @@
 mod collector;
 mod quickstart;
 mod simulate;
+mod topics;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -35,6 +36,8 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Run an in-process broker, the collector and the simulator together (nothing is kept).
     Quickstart(quickstart::QuickstartArgs),
+    /// Manage the pipeline's Kafka topics.
+    Topics(topics::TopicsArgs),
 }
 
 #[tokio::main]
@@ -50,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Simulate(args) => simulate::run(args, shutdown).await?,
         Command::Quickstart(args) => quickstart::run(args, shutdown).await?,
+        Command::Topics(args) => topics::run(args).await?,
     }
     Ok(())
 }

@@ -11,14 +11,37 @@
 
 use std::time::{Duration, Instant};
 
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+
+/// Prints librdkafka's log lines to stderr (set `debug=...` among the extra options to see more).
+struct StderrLog;
+
+impl ClientContext for StderrLog {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        eprintln!("librdkafka {level:?} {fac}: {log_message}");
+    }
+}
+
+impl ProducerContext for StderrLog {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
+        if std::env::var_os("BARE_TRACE").is_some() {
+            eprintln!(
+                "delivered {:?}",
+                result.as_ref().map(|_| ()).map_err(|(error, _)| error.to_string())
+            );
+        }
+    }
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [brokers, topic, file] = args.as_slice() else {
-        return Err("usage: bare_producer BROKERS TOPIC FILE".into());
+    let [brokers, topic, file, extra @ ..] = args.as_slice() else {
+        return Err("usage: bare_producer BROKERS TOPIC FILE [LIBRDKAFKA_KEY=VALUE ...]".into());
     };
     let text = std::fs::read_to_string(file)?;
     let records: Vec<(String, String)> = text
@@ -26,14 +49,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|line| !line.is_empty())
         .map(|line| (room_id(line).to_string(), enrich(line)))
         .collect();
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("compression.type", "lz4")
         .set("linger.ms", "5")
-        .set("queue.buffering.max.messages", "500000")
-        .create()?;
+        .set("queue.buffering.max.messages", "500000");
+    for option in extra {
+        let (key, value) = option.split_once('=').ok_or("extra options are KEY=VALUE")?;
+        config.set(key, value);
+    }
+    let producer: ThreadedProducer<StderrLog> = config.create_with_context(StderrLog)?;
     let started = Instant::now();
     for (key, value) in &records {
         let mut record = BaseRecord::to(topic).key(key).payload(value);
@@ -47,6 +75,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Err((error, _)) => return Err(error.into()),
             }
         }
+    }
+    if std::env::var_os("BARE_TRACE").is_some() {
+        eprintln!("all sent");
     }
     producer.flush(Duration::from_secs(120))?;
     let seconds = started.elapsed().as_secs_f64();

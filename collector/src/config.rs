@@ -29,8 +29,9 @@ pub struct CollectorConfig {
     pub event_time: EventTimeConfig,
     /// Per-write-key rate limit.
     pub rate_limit: RateLimitConfig,
-    /// Take the client address from the first `X-Forwarded-For` entry. Enable only behind a proxy
-    /// or load balancer that sets it; otherwise clients can claim any address.
+    /// Take the client address from the last `X-Forwarded-For` entry (the one the nearest proxy
+    /// appended). Enable only behind a proxy or load balancer that sets it; otherwise clients can
+    /// claim any address.
     pub trust_forwarded_for: bool,
     /// Value of `Access-Control-Allow-Origin` on beacon responses (`*` by default; write keys are not
     /// cookies, so any origin may post).
@@ -109,6 +110,14 @@ pub const OWNED_KAFKA_PROPERTIES: &[(&str, &str)] = &[
     ("message.timeout.ms", "kafka.produce_timeout_ms"),
     ("delivery.timeout.ms", "kafka.produce_timeout_ms"),
     ("queue.buffering.max.messages", "kafka.queue_max_messages"),
+    (
+        "delivery.report.only.error",
+        "always false: every acknowledgement is awaited",
+    ),
+    (
+        "transactional.id",
+        "not used: the collector's producer is idempotent, not transactional",
+    ),
 ];
 
 /// Request size limits.
@@ -251,6 +260,23 @@ impl CollectorConfig {
                 problem: "must be at least limits.max_body_bytes".to_string(),
             });
         }
+        let rate = self.rate_limit;
+        if rate.beacons_per_sec > 0 && (rate.burst as usize) < self.limits.max_beacons {
+            return Err(ConfigError::Invalid {
+                field: "rate_limit.burst",
+                problem: format!(
+                    "{} is smaller than limits.max_beacons ({}), so one full request could never pass",
+                    rate.burst, self.limits.max_beacons
+                ),
+            });
+        }
+        let origin_is_header_safe = self.cors_allow_origin.bytes().all(|byte| (0x21..0x7f).contains(&byte));
+        if self.cors_allow_origin.is_empty() || !origin_is_header_safe {
+            return Err(ConfigError::Invalid {
+                field: "cors_allow_origin",
+                problem: format!("{:?} is not a valid header value", self.cors_allow_origin),
+            });
+        }
         if self.kafka.topic.is_empty() || self.kafka.dlq_topic.is_empty() {
             return Err(ConfigError::Invalid {
                 field: "kafka.topic",
@@ -266,13 +292,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_empty_toml_file_is_the_default_configuration() {
-        let config: CollectorConfig = toml_like_empty();
+    fn an_empty_document_is_the_default_configuration() {
+        // serde_json stands in for any self-describing format here; cli/src/collector.rs tests TOML.
+        let config: CollectorConfig = serde_json::from_str("{}").unwrap();
         assert_eq!(config, CollectorConfig::default());
+        assert!(config.check().is_ok());
     }
 
-    fn toml_like_empty() -> CollectorConfig {
-        serde_json::from_str("{}").unwrap()
+    #[test]
+    fn a_burst_below_one_full_request_is_refused() {
+        let mut config = CollectorConfig::default();
+        config.rate_limit.burst = 10;
+        let error = config.check().unwrap_err().to_string();
+        assert!(
+            error.starts_with("rate_limit.burst: 10 is smaller than limits.max_beacons"),
+            "{error}"
+        );
     }
 
     #[test]

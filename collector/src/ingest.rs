@@ -102,37 +102,41 @@ pub fn process(batch: Batch, context: &RequestContext) -> Processed {
             processed.rejected.push(reject(index, error, &value, context));
             continue;
         }
-        let mut beacon = match to_beacon(value) {
+        let mut beacon = match to_beacon(&value) {
             Ok(beacon) => beacon,
-            Err((error, value)) => {
+            Err(error) => {
                 processed.rejected.push(reject(index, error, &value, context));
                 continue;
             }
         };
         if let Err(error) = enrich(&mut beacon, sent_at, context) {
-            let as_sent = serde_json::to_value(&beacon).unwrap_or_default();
-            processed.rejected.push(reject(index, error, &as_sent, context));
+            processed.rejected.push(reject(index, error, &value, context));
             continue;
         }
-        processed.accepted.push(AcceptedRecord {
-            value: serde_json::to_vec(&beacon).unwrap_or_default(),
-            key: beacon.room_id,
-            kind: beacon.kind,
-        });
+        match serde_json::to_vec(&beacon) {
+            Ok(record) => processed.accepted.push(AcceptedRecord {
+                value: record,
+                key: beacon.room_id,
+                kind: beacon.kind,
+            }),
+            Err(error) => {
+                let error = FieldError::new("beacon", RejectReason::Malformed, format!("cannot be encoded: {error}"));
+                processed.rejected.push(reject(index, error, &value, context));
+            }
+        }
     }
     processed
 }
 
 /// Converts a checked value. Cannot fail for values that passed [`qoe_schemas::check`]; the error arm
-/// keeps the item for the dead-letter topic rather than panicking.
-fn to_beacon(value: Value) -> Result<Beacon, (FieldError, Value)> {
-    Beacon::deserialize(&value).map_err(|error| {
-        let error = FieldError::new(
+/// rejects the item rather than panicking.
+fn to_beacon(value: &Value) -> Result<Beacon, FieldError> {
+    Beacon::deserialize(value).map_err(|error| {
+        FieldError::new(
             "beacon",
             RejectReason::Malformed,
             format!("does not fit the contract: {error}"),
-        );
-        (error, value)
+        )
     })
 }
 
@@ -151,8 +155,8 @@ pub fn enrich(beacon: &mut Beacon, sent_at: Option<u64>, context: &RequestContex
             "ts",
             RejectReason::EventTime,
             format!(
-                "event time is {} s in the future (ts {} corrected by {} ms of clock skew), the limit is {} s",
-                (event_time - received_at) / 1000,
+                "event time is {:.1} s in the future (ts {} corrected by {} ms of clock skew), the limit is {} s",
+                (event_time - received_at) as f64 / 1000.0,
                 beacon.ts,
                 skew,
                 context.event_time.max_future_secs
@@ -164,8 +168,8 @@ pub fn enrich(beacon: &mut Beacon, sent_at: Option<u64>, context: &RequestContex
             "ts",
             RejectReason::EventTime,
             format!(
-                "event time is {} s old (ts {} corrected by {} ms of clock skew), the limit is {} s",
-                (received_at - event_time) / 1000,
+                "event time is {:.1} s old (ts {} corrected by {} ms of clock skew), the limit is {} s",
+                (received_at - event_time) as f64 / 1000.0,
                 beacon.ts,
                 skew,
                 context.event_time.max_age_secs
@@ -315,15 +319,71 @@ mod tests {
         assert_eq!(
             errors[0],
             format!(
-                "ts: event time is 301 s in the future (ts {} corrected by 0 ms of clock skew), the limit is 300 s",
+                "ts: event time is 301.0 s in the future (ts {} corrected by 0 ms of clock skew), the limit is 300 s",
                 NOW + 301_000
             )
         );
-        assert!(errors[1].starts_with("ts: event time is 3601 s old"), "{}", errors[1]);
+        assert!(errors[1].starts_with("ts: event time is 3601.0 s old"), "{}", errors[1]);
         assert!(processed
             .rejected
             .iter()
             .all(|r| r.error.reason == RejectReason::EventTime));
+    }
+
+    #[test]
+    fn the_window_limits_are_inclusive_and_a_fast_client_clock_is_corrected_too() {
+        // The client clock runs 10 minutes ahead: without sent_at its beacons would be refused.
+        let client_now = NOW + 600_000;
+        let batch = Batch {
+            sent_at: Some(client_now),
+            items: vec![
+                Item::Json(join(client_now + 300_000, 0)),
+                Item::Json(join(client_now + 300_001, 1)),
+                Item::Json(join(client_now - 3_600_000, 2)),
+                Item::Json(join(client_now - 3_600_001, 3)),
+            ],
+        };
+        let processed = process(batch, &context());
+        let accepted: Vec<u64> = processed
+            .accepted
+            .iter()
+            .map(|record| {
+                serde_json::from_slice::<Value>(&record.value).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(accepted, [0, 2]);
+        let rejected: Vec<usize> = processed.rejected.iter().map(|record| record.index).collect();
+        assert_eq!(rejected, [1, 3]);
+    }
+
+    #[test]
+    fn the_body_sent_at_wins_over_the_query_string() {
+        let mut context = context();
+        context.sent_at = Some(NOW - 999_000);
+        let batch = Batch {
+            sent_at: Some(NOW - 1_000),
+            items: vec![Item::Json(join(NOW - 1_000, 0))],
+        };
+        let processed = process(batch, &context);
+        let record: Value = serde_json::from_slice(&processed.accepted[0].value).unwrap();
+        assert_eq!(record["event_time"], NOW);
+    }
+
+    #[test]
+    fn a_dead_letter_keeps_the_item_as_sent() {
+        let mut late = join(NOW - 7_200_000, 0);
+        late["exp"] = json!({"b": "1", "a": "2"});
+        let batch = Batch {
+            sent_at: None,
+            items: vec![Item::Json(late.clone())],
+        };
+        let processed = process(batch, &context());
+        let letter: Value = serde_json::from_slice(&processed.rejected[0].dlq_value).unwrap();
+        assert_eq!(letter["beacon"], late);
+        assert_eq!(letter["reason"], "event_time");
+        assert_eq!(processed.rejected[0].dlq_key.as_deref(), Some("r7"));
     }
 
     #[test]

@@ -5,12 +5,19 @@
 //! duplicate or reorder). Anything else is an error, the client gets 503 and sends the batch again;
 //! records of that batch that did reach Kafka are then written twice, which downstream jobs remove by
 //! `(session_id, seq)`. A 200 therefore always means durable; a 503 may mean "partly durable".
+//!
+//! The collector does not create topics (production clusters usually forbid auto-creation, and some
+//! brokers never auto-create): [`create_topics`] does it on request (`qoe topics create`), and the
+//! probe keeps the collector unready while the beacon topic is missing.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -24,6 +31,9 @@ pub enum ProduceError {
     /// The health probe says no broker is reachable; nothing was sent.
     #[error("kafka is unreachable")]
     Unavailable,
+    /// The beacon topic does not exist (the collector does not create topics: `qoe topics create`).
+    #[error("topic {0:?} does not exist")]
+    TopicMissing(String),
     /// The producer queue is full: Kafka is slower than the intake.
     #[error("kafka producer queue is full")]
     QueueFull,
@@ -32,13 +42,36 @@ pub enum ProduceError {
     Delivery(KafkaError),
 }
 
-/// What happened to the dead-letter records of a request (they never fail the request).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct DeadLetterOutcome {
-    /// Dead-letter records acknowledged.
-    pub written: usize,
-    /// Dead-letter records that could not be written.
-    pub failed: usize,
+/// What the last probes said about Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaHealth {
+    /// A broker answers and the beacon topic exists.
+    Ready,
+    /// No broker answered the last probes.
+    Unreachable,
+    /// A broker answers but the beacon topic does not exist.
+    TopicMissing,
+}
+
+impl KafkaHealth {
+    fn from_u8(value: u8) -> KafkaHealth {
+        match value {
+            0 => KafkaHealth::Ready,
+            1 => KafkaHealth::Unreachable,
+            _ => KafkaHealth::TopicMissing,
+        }
+    }
+}
+
+/// What one probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// Whether a broker answered.
+    pub reachable: bool,
+    /// Whether the beacon topic exists with at least one partition.
+    pub topic_exists: bool,
+    /// Whether the dead-letter topic exists with at least one partition.
+    pub dlq_topic_exists: bool,
 }
 
 /// The collector's producer.
@@ -47,7 +80,8 @@ pub struct BeaconProducer {
     topic: String,
     dlq_topic: String,
     produce_timeout: Duration,
-    reachable: Arc<AtomicBool>,
+    queue_max_messages: usize,
+    health: AtomicU8,
 }
 
 impl BeaconProducer {
@@ -74,58 +108,63 @@ impl BeaconProducer {
             topic: config.topic.clone(),
             dlq_topic: config.dlq_topic.clone(),
             produce_timeout: Duration::from_millis(config.produce_timeout_ms),
-            reachable: Arc::new(AtomicBool::new(true)),
+            queue_max_messages: config.queue_max_messages as usize,
+            health: AtomicU8::new(KafkaHealth::Ready as u8),
         })
     }
 
     /// Produces a request's records and waits for Kafka to acknowledge the accepted ones.
+    ///
+    /// Dead-letter records are enqueued too but not waited for: the client's answer does not depend
+    /// on them. Their outcome comes back through the returned [`DeadLetters`].
     pub async fn produce(
         &self,
         accepted: &[AcceptedRecord],
         rejected: &[RejectedRecord],
-    ) -> Result<DeadLetterOutcome, ProduceError> {
-        if !self.is_reachable() {
-            return Err(ProduceError::Unavailable);
+    ) -> Result<DeadLetters, ProduceError> {
+        match self.health() {
+            KafkaHealth::Ready => {}
+            KafkaHealth::Unreachable => return Err(ProduceError::Unavailable),
+            KafkaHealth::TopicMissing => return Err(ProduceError::TopicMissing(self.topic.clone())),
+        }
+        // Refuse before enqueuing anything, so a full queue never leaves half a request written.
+        let queued = usize::try_from(self.producer.in_flight_count()).unwrap_or(0);
+        if queued + accepted.len() + rejected.len() > self.queue_max_messages {
+            return Err(ProduceError::QueueFull);
         }
         let mut deliveries = Vec::with_capacity(accepted.len());
         for record in accepted {
             let future_record = FutureRecord::to(&self.topic).key(&record.key).payload(&record.value);
             deliveries.push(self.enqueue(future_record)?);
         }
-        let mut dead_letters = Vec::with_capacity(rejected.len());
+        let mut dead_letters = DeadLetters {
+            deliveries: Vec::with_capacity(rejected.len()),
+            not_enqueued: 0,
+        };
         for record in rejected {
             let mut future_record = FutureRecord::<String, Vec<u8>>::to(&self.dlq_topic).payload(&record.dlq_value);
             if let Some(key) = &record.dlq_key {
                 future_record = future_record.key(key);
             }
-            // A full queue drops the dead letter, not the request: the client already has the error.
-            if let Ok(delivery) = self.enqueue(future_record) {
-                dead_letters.push(delivery);
+            match self.enqueue(future_record) {
+                Ok(delivery) => dead_letters.deliveries.push(delivery),
+                Err(_) => dead_letters.not_enqueued += 1,
             }
         }
-        let dead_letter_count = rejected.len();
         // librdkafka fails each record after message.timeout.ms; the outer timeout only guards
         // against a delivery report that never comes.
         let grace = self.produce_timeout + Duration::from_secs(5);
-        let all = async { (join_all(deliveries).await, join_all(dead_letters).await) };
-        let (accepted_results, dead_letter_results) = tokio::time::timeout(grace, all)
+        let results = tokio::time::timeout(grace, join_all(deliveries))
             .await
             .map_err(|_| ProduceError::Delivery(KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)))?;
-        for result in accepted_results {
+        for result in results {
             match result {
                 Ok(Ok(_)) => {}
                 Ok(Err((error, _))) => return Err(ProduceError::Delivery(error)),
                 Err(_canceled) => return Err(ProduceError::Delivery(KafkaError::Canceled)),
             }
         }
-        let written = dead_letter_results
-            .iter()
-            .filter(|result| matches!(result, Ok(Ok(_))))
-            .count();
-        Ok(DeadLetterOutcome {
-            written,
-            failed: dead_letter_count - written,
-        })
+        Ok(dead_letters)
     }
 
     fn enqueue<K, P>(&self, record: FutureRecord<'_, K, P>) -> Result<DeliveryFuture, ProduceError>
@@ -144,27 +183,48 @@ impl BeaconProducer {
         self.producer.in_flight_count()
     }
 
-    /// Whether the last probes reached a broker.
-    pub fn is_reachable(&self) -> bool {
-        self.reachable.load(Ordering::Relaxed)
+    /// What the last probes said.
+    pub fn health(&self) -> KafkaHealth {
+        KafkaHealth::from_u8(self.health.load(Ordering::Relaxed))
     }
 
-    /// Asks a broker for the topic's metadata; `true` when one answers within `timeout`.
-    pub async fn probe(self: &Arc<Self>, timeout: Duration) -> bool {
+    /// Records what the probes say; while not [`KafkaHealth::Ready`], [`produce`](Self::produce)
+    /// fails at once.
+    pub fn set_health(&self, health: KafkaHealth) {
+        self.health.store(health as u8, Ordering::Relaxed);
+    }
+
+    /// Asks a broker for the metadata of the beacon and dead-letter topics.
+    pub async fn probe(self: &Arc<Self>, timeout: Duration) -> Probe {
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
-            this.producer
-                .client()
-                .fetch_metadata(Some(&this.topic), timeout)
-                .is_ok()
+            let client = this.producer.client();
+            let exists = |topic: &str| -> Result<bool, KafkaError> {
+                let metadata = client.fetch_metadata(Some(topic), timeout)?;
+                Ok(metadata
+                    .topics()
+                    .iter()
+                    .any(|found| found.name() == topic && found.error().is_none() && !found.partitions().is_empty()))
+            };
+            match (exists(&this.topic), exists(&this.dlq_topic)) {
+                (Ok(topic_exists), Ok(dlq_topic_exists)) => Probe {
+                    reachable: true,
+                    topic_exists,
+                    dlq_topic_exists,
+                },
+                _ => Probe {
+                    reachable: false,
+                    topic_exists: false,
+                    dlq_topic_exists: false,
+                },
+            }
         })
         .await
-        .unwrap_or(false)
-    }
-
-    /// Marks Kafka reachable or not; while unreachable, [`produce`](Self::produce) fails at once.
-    pub fn set_reachable(&self, reachable: bool) {
-        self.reachable.store(reachable, Ordering::Relaxed);
+        .unwrap_or(Probe {
+            reachable: false,
+            topic_exists: false,
+            dlq_topic_exists: false,
+        })
     }
 
     /// Waits up to `timeout` for every queued record to be acknowledged.
@@ -174,4 +234,68 @@ impl BeaconProducer {
             .await
             .unwrap_or(Err(KafkaError::Canceled))
     }
+}
+
+/// The dead-letter deliveries of one request, awaited apart from the client's answer.
+pub struct DeadLetters {
+    deliveries: Vec<DeliveryFuture>,
+    not_enqueued: usize,
+}
+
+impl DeadLetters {
+    /// Waits for every dead-letter record; returns how many could not be written.
+    pub async fn failures(self) -> usize {
+        let undelivered = join_all(self.deliveries)
+            .await
+            .iter()
+            .filter(|result| !matches!(result, Ok(Ok(_))))
+            .count();
+        undelivered + self.not_enqueued
+    }
+}
+
+/// What [`create_topics`] did with one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicOutcome {
+    /// The topic was created.
+    Created,
+    /// The topic was there already and was left as it is.
+    Existed,
+}
+
+/// Creates topics that do not exist yet, with `partitions` partitions and `replication` replicas,
+/// through the Kafka admin API. Existing topics are left as they are.
+pub async fn create_topics(
+    brokers: &str,
+    options: &BTreeMap<String, String>,
+    topics: &[&str],
+    partitions: i32,
+    replication: i32,
+) -> Result<Vec<(String, TopicOutcome)>, KafkaError> {
+    let mut config = ClientConfig::new();
+    for (key, value) in options {
+        config.set(key, value);
+    }
+    let admin: AdminClient<DefaultClientContext> = config.set("bootstrap.servers", brokers).create()?;
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|topic| NewTopic::new(topic, partitions, TopicReplication::Fixed(replication)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let started = Instant::now();
+    let results = admin.create_topics(&new_topics, &options).await?;
+    let mut outcomes = Vec::with_capacity(results.len());
+    for result in results {
+        match result {
+            Ok(topic) => outcomes.push((topic, TopicOutcome::Created)),
+            Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => outcomes.push((topic, TopicOutcome::Existed)),
+            Err((_, code)) => return Err(KafkaError::AdminOp(code)),
+        }
+    }
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        count = outcomes.len(),
+        "topics checked"
+    );
+    Ok(outcomes)
 }

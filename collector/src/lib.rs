@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{CollectorConfig, ConfigError};
 
 use auth::{KeyRing, WriteKey};
-use kafka::BeaconProducer;
+use kafka::{BeaconProducer, KafkaHealth};
 use metrics::Metrics;
 use server::AppState;
 
@@ -94,12 +94,14 @@ pub async fn serve(
         config,
         shutdown: shutdown.clone(),
     });
-    let initially_reachable = producer.probe(Duration::from_secs(2)).await;
-    producer.set_reachable(initially_reachable);
-    state.metrics.kafka_up.set(i64::from(initially_reachable));
-    if !initially_reachable {
-        tracing::warn!(brokers = %state.config.kafka.brokers, "kafka unreachable at start, answering 503 until it is");
-    }
+    let probe = producer.probe(Duration::from_secs(2)).await;
+    let initial_health = match (probe.reachable, probe.topic_exists) {
+        (false, _) => KafkaHealth::Unreachable,
+        (true, false) => KafkaHealth::TopicMissing,
+        (true, true) => KafkaHealth::Ready,
+    };
+    producer.set_health(KafkaHealth::Ready);
+    server::record_health(&state, initial_health);
     let watcher = tokio::spawn(server::watch_kafka(Arc::clone(&state), PROBE_INTERVAL));
     tracing::info!(%address, topic = %state.config.kafka.topic, "collector listening");
 

@@ -122,6 +122,28 @@ impl Metrics {
         metrics
     }
 
+    /// Counts a request's accepted beacons by type (one counter update per type present).
+    pub fn count_accepted(&self, accepted: &[crate::ingest::AcceptedRecord]) {
+        let mut by_type = [0u64; BeaconType::ALL.len()];
+        for record in accepted {
+            by_type[record.kind as usize] += 1;
+        }
+        for (kind, count) in BeaconType::ALL.iter().zip(by_type) {
+            if count > 0 {
+                self.beacons_accepted.with_label_values(&[kind.as_str()]).inc_by(count);
+            }
+        }
+    }
+
+    /// Counts a request's rejected beacons by reason.
+    pub fn count_rejected(&self, rejected: &[crate::ingest::RejectedRecord]) {
+        for record in rejected {
+            self.beacons_rejected
+                .with_label_values(&[record.error.reason.as_str()])
+                .inc();
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();

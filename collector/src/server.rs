@@ -24,7 +24,7 @@ use qoe_schemas::wire::{self, BodyFormat, ContentEncoding, Limits, WireError};
 use crate::auth::{Denied, KeyRing};
 use crate::config::CollectorConfig;
 use crate::ingest::{self, RequestContext};
-use crate::kafka::{BeaconProducer, ProduceError};
+use crate::kafka::{BeaconProducer, KafkaHealth, ProduceError};
 use crate::metrics::Metrics;
 
 /// Everything a request handler needs.
@@ -53,9 +53,6 @@ pub enum ApiError {
     /// The body, its encoding or its format is wrong.
     #[error(transparent)]
     Wire(#[from] WireError),
-    /// `sent_at` in the query string is not an epoch-ms integer.
-    #[error("sent_at: {0:?} is not an epoch-ms integer")]
-    BadSentAt(String),
     /// The write key sent more beacons than its rate limit allows.
     #[error("rate limit: write key {key_id:?} is over {rate} beacons/s, retry after {retry_after_secs} s")]
     RateLimited {
@@ -67,7 +64,7 @@ pub enum ApiError {
         retry_after_secs: u64,
     },
     /// Kafka did not take the beacons.
-    #[error("kafka unavailable: beacons not stored, retry after {retry_after_secs} s ({cause})")]
+    #[error("kafka unavailable: {cause}, send the whole batch again after {retry_after_secs} s")]
     KafkaUnavailable {
         /// What went wrong.
         cause: ProduceError,
@@ -90,7 +87,7 @@ impl ApiError {
             ApiError::Wire(
                 WireError::BodyTooLarge { .. } | WireError::DecodedTooLarge { .. } | WireError::TooManyBeacons { .. },
             ) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Wire(WireError::BadCompression { .. } | WireError::Malformed(_)) | ApiError::BadSentAt(_) => {
+            ApiError::Wire(WireError::BadCompression { .. } | WireError::Malformed(_) | WireError::BadSentAt(_)) => {
                 StatusCode::BAD_REQUEST
             }
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -110,7 +107,7 @@ impl ApiError {
             ApiError::Wire(WireError::TooManyBeacons { .. }) => "too_many_beacons",
             ApiError::Wire(WireError::BadCompression { .. }) => "bad_compression",
             ApiError::Wire(WireError::Malformed(_)) => "malformed_body",
-            ApiError::BadSentAt(_) => "bad_sent_at",
+            ApiError::Wire(WireError::BadSentAt(_)) => "bad_sent_at",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::KafkaUnavailable { .. } => "kafka_unavailable",
             ApiError::ShuttingDown(_) => "shutting_down",
@@ -193,25 +190,12 @@ async fn accept(state: &AppState, request: Request) -> Result<serde_json::Value,
         })?;
     let format = BodyFormat::parse(header_str(&parts.headers, header::CONTENT_TYPE))?;
     let encoding = ContentEncoding::parse(header_str(&parts.headers, header::CONTENT_ENCODING))?;
-    let sent_at = match query.get("sent_at") {
-        Some(text) => Some(text.parse::<u64>().map_err(|_| ApiError::BadSentAt(text.clone()))?),
-        None => None,
-    };
+    let sent_at = query
+        .get("sent_at")
+        .map(|text| wire::parse_sent_at(&serde_json::Value::String(text.clone())))
+        .transpose()?;
     let limits: Limits = state.config.limits.into();
     let raw = read_body(body, limits.max_body_bytes).await?;
-    let decoded = wire::decompress(&raw, encoding, &limits)?;
-    let batch = wire::parse_batch(&decoded, format, &limits)?;
-    drop(decoded);
-
-    let item_count = batch.items.len() as u64;
-    if let Err(wait) = state.keys.take(key_index, item_count, Instant::now()) {
-        return Err(ApiError::RateLimited {
-            key_id: state.keys.id(key_index).to_string(),
-            rate: state.config.rate_limit.beacons_per_sec,
-            retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-        });
-    }
-
     let client_ip = client_ip(&parts, state.config.trust_forwarded_for);
     let context = RequestContext {
         received_at,
@@ -220,10 +204,29 @@ async fn accept(state: &AppState, request: Request) -> Result<serde_json::Value,
         client_subnet: client_ip.map(ingest::truncate_ip),
         event_time: state.config.event_time,
     };
-    let processed = ingest::process(batch, &context);
+    // Decompression, parsing and validation are CPU work of up to tens of milliseconds for a large
+    // batch: off the async workers, so health checks and other requests are not held up.
+    let processed = tokio::task::spawn_blocking(move || -> Result<ingest::Processed, WireError> {
+        let decoded = wire::decompress(&raw, encoding, &limits)?;
+        let batch = wire::parse_batch(&decoded, format, &limits)?;
+        drop(decoded);
+        Ok(ingest::process(batch, &context))
+    })
+    .await
+    .map_err(|_| ApiError::Wire(WireError::Malformed("could not be processed".to_string())))??;
+
+    let item_count = (processed.accepted.len() + processed.rejected.len()) as u64;
+    if let Err(wait) = state.keys.take(key_index, item_count, Instant::now()) {
+        return Err(ApiError::RateLimited {
+            key_id: state.keys.id(key_index).to_string(),
+            rate: state.config.rate_limit.beacons_per_sec,
+            retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+        });
+    }
+    state.metrics.count_rejected(&processed.rejected);
 
     let produce_started = Instant::now();
-    let outcome = state
+    let dead_letters = state
         .producer
         .produce(&processed.accepted, &processed.rejected)
         .await
@@ -241,20 +244,16 @@ async fn accept(state: &AppState, request: Request) -> Result<serde_json::Value,
         .metrics
         .produce_latency
         .observe(produce_started.elapsed().as_secs_f64());
-    state.metrics.dead_letters_failed.inc_by(outcome.failed as u64);
-    for record in &processed.accepted {
-        state
-            .metrics
-            .beacons_accepted
-            .with_label_values(&[record.kind.as_str()])
-            .inc();
-    }
-    for record in &processed.rejected {
-        state
-            .metrics
-            .beacons_rejected
-            .with_label_values(&[record.error.reason.as_str()])
-            .inc();
+    state.metrics.count_accepted(&processed.accepted);
+    if !processed.rejected.is_empty() {
+        let failed_counter = state.metrics.dead_letters_failed.clone();
+        tokio::spawn(async move {
+            let failures = dead_letters.failures().await;
+            if failures > 0 {
+                failed_counter.inc_by(failures as u64);
+                tracing::warn!(failures, "dead-letter records not written");
+            }
+        });
     }
     let rejected: Vec<_> = processed
         .rejected
@@ -264,15 +263,14 @@ async fn accept(state: &AppState, request: Request) -> Result<serde_json::Value,
     Ok(json!({"accepted": processed.accepted.len(), "rejected": rejected}))
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, WireError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(ApiError::Wire(WireError::BodyTooLarge { size: limit + 1, limit }))
-        }
-        Err(error) => Err(ApiError::Wire(WireError::Malformed(format!(
-            "could not be read: {error}"
-        )))),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(WireError::BodyTooLarge {
+            size: limit.saturating_add(1),
+            limit,
+        }),
+        Err(error) => Err(WireError::Malformed(format!("could not be read: {error}"))),
     }
 }
 
@@ -286,11 +284,18 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|value| value.to_str().ok())
 }
 
+/// The client address: the TCP peer, or, behind a trusted proxy, the last `X-Forwarded-For` entry
+/// (the one the proxy itself appended; entries before it are whatever the client claimed).
 fn client_ip(parts: &axum::http::request::Parts, trust_forwarded_for: bool) -> Option<IpAddr> {
     if trust_forwarded_for {
-        let forwarded = header_str(&parts.headers, header::HeaderName::from_static("x-forwarded-for"))
-            .and_then(|value| value.split(',').next())
-            .and_then(|first| first.trim().parse().ok());
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
+            .next_back();
         if forwarded.is_some() {
             return forwarded;
         }
@@ -331,10 +336,15 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
-    if !state.producer.is_reachable() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "kafka unreachable\n").into_response();
+    match state.producer.health() {
+        KafkaHealth::Ready => (StatusCode::OK, "ready\n").into_response(),
+        KafkaHealth::Unreachable => (StatusCode::SERVICE_UNAVAILABLE, "kafka unreachable\n").into_response(),
+        KafkaHealth::TopicMissing => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("topic {} does not exist\n", state.config.kafka.topic),
+        )
+            .into_response(),
     }
-    (StatusCode::OK, "ready\n").into_response()
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
@@ -347,10 +357,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     response
 }
 
-/// Probes Kafka every `interval` until shutdown, keeping the producer's reachability and the
-/// `kafka_up` gauge current. Two failed probes in a row mark Kafka unreachable; one success clears it.
+/// Probes Kafka every `interval` until shutdown, keeping the producer's health and the `kafka_up`
+/// gauge current. Two unanswered probes in a row mark Kafka unreachable; one answer clears it.
 pub async fn watch_kafka(state: Arc<AppState>, interval: Duration) {
     let mut failures = 0u32;
+    let mut dlq_warned = false;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -358,20 +369,39 @@ pub async fn watch_kafka(state: Arc<AppState>, interval: Duration) {
             _ = state.shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let probe_timeout = interval.max(Duration::from_millis(500));
-        let ok = state.producer.probe(probe_timeout).await;
-        failures = if ok { 0 } else { failures + 1 };
-        let reachable = failures < 2;
-        if reachable != state.producer.is_reachable() {
-            if reachable {
-                tracing::info!(brokers = %state.config.kafka.brokers, "kafka reachable again");
-            } else {
-                tracing::warn!(brokers = %state.config.kafka.brokers, "kafka unreachable, answering 503");
+        let probe = state.producer.probe(interval.max(Duration::from_millis(500))).await;
+        failures = if probe.reachable { 0 } else { failures + 1 };
+        let health = match (failures < 2, probe.reachable && !probe.topic_exists) {
+            (false, _) => KafkaHealth::Unreachable,
+            (true, true) => KafkaHealth::TopicMissing,
+            // One missed probe is tolerated: keep the previous verdict.
+            (true, false) if !probe.reachable => state.producer.health(),
+            (true, false) => KafkaHealth::Ready,
+        };
+        record_health(&state, health);
+        if probe.reachable && !probe.dlq_topic_exists && !dlq_warned {
+            tracing::warn!(topic = %state.config.kafka.dlq_topic, "dead-letter topic does not exist, rejected beacons are not kept");
+        }
+        dlq_warned = probe.reachable && !probe.dlq_topic_exists;
+    }
+}
+
+/// Stores a health verdict, logging changes and updating the gauge.
+pub fn record_health(state: &AppState, health: KafkaHealth) {
+    let previous = state.producer.health();
+    if health != previous {
+        let brokers = &state.config.kafka.brokers;
+        let topic = &state.config.kafka.topic;
+        match health {
+            KafkaHealth::Ready => tracing::info!(%brokers, %topic, "kafka ready"),
+            KafkaHealth::Unreachable => tracing::warn!(%brokers, "kafka unreachable, answering 503"),
+            KafkaHealth::TopicMissing => {
+                tracing::warn!(%brokers, %topic, "beacon topic does not exist, answering 503 (create it with qoe topics create)")
             }
         }
-        state.producer.set_reachable(reachable);
-        state.metrics.kafka_up.set(i64::from(reachable));
     }
+    state.producer.set_health(health);
+    state.metrics.kafka_up.set(i64::from(health == KafkaHealth::Ready));
 }
 
 /// Milliseconds since the Unix epoch.

@@ -178,12 +178,18 @@ fn beacon_type(map: &Map<String, Value>) -> Result<BeaconType, FieldError> {
 
 fn check_present_field(kind: BeaconType, name: &str, value: &mut Value) -> Result<(), FieldError> {
     let Some(field) = fields::lookup(name) else {
-        let problem = if ENRICHMENT_FIELDS.contains(&name) {
-            "set by the collector, SDKs may not send it"
-        } else {
-            "unknown field"
-        };
-        return Err(FieldError::new(name, RejectReason::UnknownField, problem));
+        if ENRICHMENT_FIELDS.contains(&name) {
+            return Err(FieldError::new(
+                name,
+                RejectReason::UnknownField,
+                "set by the collector, SDKs may not send it",
+            ));
+        }
+        return Err(FieldError::new(
+            "beacon",
+            RejectReason::UnknownField,
+            format!("unknown field {}", quote(name)),
+        ));
     };
     if !field.allowed.contains(kind) {
         return Err(FieldError::new(
@@ -278,12 +284,32 @@ fn check_kind(field: &Field, value: &mut Value) -> Result<(), FieldError> {
                 ));
             }
             for (key, entry) in entries.iter() {
-                let entry_name = format!("{name}.{key}");
-                check_text(&entry_name, key, max_chars)?;
+                let key_chars = key.chars().count();
+                if key.is_empty() || key_chars > max_chars {
+                    return Err(out_of_range(
+                        name,
+                        format!(
+                            "key {} must have 1 to {max_chars} characters, it has {key_chars}",
+                            quote(key)
+                        ),
+                    ));
+                }
                 let Value::String(arm) = entry else {
-                    return Err(wrong_type(&entry_name, "a string", entry));
+                    return Err(out_of_range(
+                        name,
+                        format!("the value of {} must be a string, got {}", quote(key), json_type(entry)),
+                    ));
                 };
-                check_text(&entry_name, arm, max_chars)?;
+                let arm_chars = arm.chars().count();
+                if arm.is_empty() || arm_chars > max_chars {
+                    return Err(out_of_range(
+                        name,
+                        format!(
+                            "the value of {} must have 1 to {max_chars} characters, it has {arm_chars}",
+                            quote(key)
+                        ),
+                    ));
+                }
             }
             Ok(())
         }
@@ -299,8 +325,9 @@ fn integer_value(name: &str, number: &Number) -> Result<i128, FieldError> {
         return Ok(signed as i128);
     }
     let float = number.as_f64().unwrap_or(f64::NAN);
-    let is_integral = float.fract() == 0.0 && float.abs() < 1e19;
-    if is_integral {
+    if float.fract() == 0.0 {
+        // Integral but beyond i64 (1e20, or an integer literal over u64::MAX): saturating cast, so the
+        // range check reports it as too large rather than as not an integer.
         return Ok(float as i128);
     }
     Err(FieldError::new(
@@ -342,13 +369,15 @@ fn check_cross_field_rules(kind: BeaconType, map: &Map<String, Value>) -> Result
         BeaconType::PlayHeartbeat | BeaconType::PlayEnd | BeaconType::PushHeartbeat | BeaconType::PushEnd => {
             let watch = get("watch_ms").unwrap_or(0);
             let stall = get("stall_ms").unwrap_or(0);
-            let has_counters = map.contains_key("watch_ms") || map.contains_key("stall_ms");
+            let given = ["watch_ms", "stall_ms"]
+                .into_iter()
+                .find(|name| map.contains_key(*name));
             let Some(interval) = get("interval_ms") else {
-                if has_counters {
+                if let Some(given) = given {
                     return Err(FieldError::new(
                         "interval_ms",
                         RejectReason::MissingField,
-                        "required when watch_ms or stall_ms is given",
+                        format!("required when {given} is given"),
                     ));
                 }
                 return Ok(());

@@ -3,10 +3,13 @@
 //! Decoding is pure: bytes in, items out. Whole-request problems are a [`WireError`] (the collector maps
 //! each kind to an HTTP status); a problem with one item stays with that item so the others are kept.
 
+use std::fmt;
 use std::io::Read;
 
-use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+
+use crate::fields::{MAX_TS_MS, MIN_TS_MS};
 
 /// How the body is compressed (`Content-Encoding`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,14 +105,15 @@ pub enum WireError {
         /// The limit.
         limit: usize,
     },
-    /// Too many beacons in one request.
-    #[error("beacons: {count} beacons is over the limit of {limit} per request")]
+    /// Too many beacons in one request (counted while parsing, so a huge batch is never built).
+    #[error("beacons: more than {limit} beacons in one request, the limit is {limit}")]
     TooManyBeacons {
-        /// Beacons in the request.
-        count: usize,
         /// The limit.
         limit: usize,
     },
+    /// `sent_at` (in the body or the query string) is not a plausible epoch-ms time.
+    #[error("sent_at: {0} is not an epoch-ms time between 2000-01-01 and 2099-12-31")]
+    BadSentAt(String),
     /// The compressed stream is corrupt.
     #[error("body: not valid {encoding} data: {detail}")]
     BadCompression {
@@ -176,7 +180,7 @@ pub fn decompress(body: &[u8], encoding: ContentEncoding, limits: &Limits) -> Re
     // Read at most one byte more than the limit: enough to know the limit was passed.
     let mut decoded = Vec::with_capacity(body.len().saturating_mul(4).min(limits.max_decoded_bytes));
     decoder
-        .take(limits.max_decoded_bytes as u64 + 1)
+        .take((limits.max_decoded_bytes as u64).saturating_add(1))
         .read_to_end(&mut decoded)
         .map_err(|error| WireError::BadCompression {
             encoding: name,
@@ -190,12 +194,109 @@ pub fn decompress(body: &[u8], encoding: ContentEncoding, limits: &Limits) -> Re
     Ok(decoded)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The JSON batch body. `beacons` is read through [`BoundedItems`], which stops at the limit.
 struct JsonBatch {
-    #[serde(default)]
-    sent_at: Option<u64>,
+    sent_at: Option<Value>,
     beacons: Vec<Value>,
+}
+
+struct JsonBatchSeed {
+    max_beacons: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for JsonBatchSeed {
+    type Value = JsonBatch;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<JsonBatch, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for JsonBatchSeed {
+    type Value = JsonBatch;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("an object with \"beacons\" and an optional \"sent_at\"")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonBatch, A::Error> {
+        let mut sent_at = None;
+        let mut beacons = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "sent_at" => sent_at = Some(map.next_value::<Value>()?),
+                "beacons" => beacons = Some(map.next_value_seed(BoundedItems { max: self.max_beacons })?),
+                other => {
+                    return Err(de::Error::custom(format!(
+                        "unknown field {other:?}, expected \"beacons\" or \"sent_at\""
+                    )))
+                }
+            }
+        }
+        let beacons = beacons.ok_or_else(|| de::Error::missing_field("beacons"))?;
+        Ok(JsonBatch { sent_at, beacons })
+    }
+}
+
+/// An array of JSON values that fails as soon as it holds more than `max` items.
+struct BoundedItems {
+    max: usize,
+}
+
+/// The message [`BoundedItems`] fails with, recognised by [`parse_json_batch`].
+const TOO_MANY_ITEMS: &str = "qoe: too many beacons";
+
+impl<'de> DeserializeSeed<'de> for BoundedItems {
+    type Value = Vec<Value>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Vec<Value>, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BoundedItems {
+    type Value = Vec<Value>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("an array of beacons")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Value>, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max));
+        while let Some(item) = seq.next_element::<Value>()? {
+            if items.len() == self.max {
+                return Err(de::Error::custom(TOO_MANY_ITEMS));
+            }
+            items.push(item);
+        }
+        Ok(items)
+    }
+}
+
+/// Checks a `sent_at` given in the body (a JSON number) or the query string (text).
+pub fn parse_sent_at(value: &Value) -> Result<u64, WireError> {
+    let bad = || WireError::BadSentAt(value.to_string());
+    let millis = match value {
+        Value::Number(number) => match number.as_u64() {
+            Some(integer) => integer,
+            None => {
+                let float = number.as_f64().ok_or_else(bad)?;
+                if float.fract() != 0.0 || !(0.0..1e15).contains(&float) {
+                    return Err(bad());
+                }
+                float as u64
+            }
+        },
+        Value::String(text) => text
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| WireError::BadSentAt(format!("{text:?}")))?,
+        _ => return Err(bad()),
+    };
+    if !(MIN_TS_MS..=MAX_TS_MS).contains(&millis) {
+        return Err(bad());
+    }
+    Ok(millis)
 }
 
 /// Splits a decompressed body into items.
@@ -212,49 +313,49 @@ struct JsonBatch {
 /// assert!(matches!(batch.items[1], Item::NotJson { .. }));
 /// ```
 pub fn parse_batch(body: &[u8], format: BodyFormat, limits: &Limits) -> Result<Batch, WireError> {
-    let batch = match format {
-        BodyFormat::Json => parse_json_batch(body)?,
-        BodyFormat::Ndjson => parse_ndjson(body)?,
-    };
-    if batch.items.len() > limits.max_beacons {
-        return Err(WireError::TooManyBeacons {
-            count: batch.items.len(),
-            limit: limits.max_beacons,
-        });
+    match format {
+        BodyFormat::Json => parse_json_batch(body, limits.max_beacons),
+        BodyFormat::Ndjson => parse_ndjson(body, limits.max_beacons),
     }
-    Ok(batch)
 }
 
-fn parse_json_batch(body: &[u8]) -> Result<Batch, WireError> {
-    let batch: JsonBatch = serde_json::from_slice(body).map_err(|error| {
+fn parse_json_batch(body: &[u8], max_beacons: usize) -> Result<Batch, WireError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed = JsonBatchSeed { max_beacons }
+        .deserialize(&mut deserializer)
+        .and_then(|batch| deserializer.end().map(|()| batch));
+    let batch = parsed.map_err(|error| {
+        if error.to_string().starts_with(TOO_MANY_ITEMS) {
+            return WireError::TooManyBeacons { limit: max_beacons };
+        }
         WireError::Malformed(format!(
             "not a JSON batch {{\"sent_at\": <epoch ms>, \"beacons\": [...]}}: {error}"
         ))
     })?;
+    let sent_at = batch.sent_at.as_ref().map(parse_sent_at).transpose()?;
     Ok(Batch {
-        sent_at: batch.sent_at,
+        sent_at,
         items: batch.beacons.into_iter().map(Item::Json).collect(),
     })
 }
 
-fn parse_ndjson(body: &[u8]) -> Result<Batch, WireError> {
+fn parse_ndjson(body: &[u8], max_beacons: usize) -> Result<Batch, WireError> {
     let text =
         std::str::from_utf8(body).map_err(|error| WireError::Malformed(format!("NDJSON is not UTF-8: {error}")))?;
-    let mut items = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let item = match serde_json::from_str::<Value>(line) {
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|line| !line.is_empty()).collect();
+    if lines.len() > max_beacons {
+        return Err(WireError::TooManyBeacons { limit: max_beacons });
+    }
+    let items: Vec<Item> = lines
+        .into_iter()
+        .map(|line| match serde_json::from_str::<Value>(line) {
             Ok(value) => Item::Json(value),
             Err(error) => Item::NotJson {
                 line: cut(line, 1024),
                 error: error.to_string(),
             },
-        };
-        items.push(item);
-    }
+        })
+        .collect();
     let every_line_is_garbage = !items.is_empty() && items.iter().all(|item| matches!(item, Item::NotJson { .. }));
     if every_line_is_garbage {
         return Err(WireError::Malformed("not NDJSON: no line is JSON".to_string()));

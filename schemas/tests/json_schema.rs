@@ -158,6 +158,23 @@ fn schema_and_rust_agree_on_a_systematic_corpus() {
 }
 
 #[test]
+fn cross_field_rules_accept_their_exact_limits() {
+    let validator = schema_validator();
+    let mut first_frame = common::base("first_frame");
+    first_frame["dns_ms"] = json!(640); // 640 + 60 + 200 = 900 = first_frame_ms
+    let mut heartbeat = common::base("play_heartbeat");
+    heartbeat["stall_ms"] = json!(1_000); // 9000 + 1000 = interval_ms
+    let mut push = common::base("push_heartbeat");
+    push["stall_ms"] = json!(10_000);
+    let mut end = common::base("play_end");
+    end["watch_ms"] = json!(4_000);
+    for example in [first_frame, heartbeat, push, end] {
+        assert!(validator.is_valid(&example), "{example}");
+        assert!(validate(example.clone()).is_ok(), "{example}");
+    }
+}
+
+#[test]
 fn every_cross_field_rule_is_refused_by_rust_and_accepted_by_the_schema() {
     let validator = schema_validator();
     let mut first_frame = common::base("first_frame");
