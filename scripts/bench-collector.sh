@@ -16,11 +16,16 @@ work="$(mktemp -d)"
 run_id="$(date +%s)"
 
 step "build (release)"
-cargo build --release --locked -p qoe-cli -p qoe-collector --example bare_producer
+cargo build --release --locked -p qoe-cli
+cargo build --release --locked -p qoe-collector --example bare_producer
 qoe="$CARGO_TARGET_DIR/release/qoe"
 bare="$CARGO_TARGET_DIR/release/examples/bare_producer"
 
 if [ -z "${KAFKA_BROKERS:-}" ]; then step "broker"; start_tansu; fi
+
+step "topics"
+"$qoe" topics create --brokers "$KAFKA_BROKERS" --partitions 4 --replication 1 \
+  --topic "bench.bare.$run_id" --topic "bench.collector.$run_id" --topic "bench.dlq.$run_id"
 
 sim_args=(--seed 7 --start=-20m --duration 15m --rooms 200 --viewers 20000 --max-beacons "$beacons")
 step "beacons: $beacons from the simulator"

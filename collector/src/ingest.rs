@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use qoe_schemas::wire::{Batch, Item};
 use qoe_schemas::{Beacon, BeaconType, FieldError, RejectReason};
@@ -68,7 +68,7 @@ pub struct DeadLetter<'a> {
     /// The truncated client address.
     pub client_subnet: Option<&'a str>,
     /// The item as sent: a JSON value, or the line as a string when it was not JSON.
-    pub beacon: &'a Value,
+    pub beacon: &'a RawValue,
 }
 
 /// The outcome of one request's items.
@@ -88,29 +88,23 @@ pub fn process(batch: Batch, context: &RequestContext) -> Processed {
     };
     let sent_at = batch.sent_at.or(context.sent_at);
     for (index, item) in batch.items.into_iter().enumerate() {
-        let mut value = match item {
-            Item::Json(value) => value,
+        let text = match item {
+            Item::Json(text) => text,
             Item::NotJson { line, error } => {
                 let error = FieldError::new("beacon", RejectReason::Malformed, format!("not JSON: {error}"));
-                processed
-                    .rejected
-                    .push(reject(index, error, &Value::String(line), context));
+                processed.rejected.push(reject(index, error, &line, context));
                 continue;
             }
         };
-        if let Err(error) = qoe_schemas::check(&mut value) {
-            processed.rejected.push(reject(index, error, &value, context));
-            continue;
-        }
-        let mut beacon = match to_beacon(&value) {
+        let mut beacon = match qoe_schemas::parse_beacon(&text) {
             Ok(beacon) => beacon,
             Err(error) => {
-                processed.rejected.push(reject(index, error, &value, context));
+                processed.rejected.push(reject(index, error, &text, context));
                 continue;
             }
         };
         if let Err(error) = enrich(&mut beacon, sent_at, context) {
-            processed.rejected.push(reject(index, error, &value, context));
+            processed.rejected.push(reject(index, error, &text, context));
             continue;
         }
         match serde_json::to_vec(&beacon) {
@@ -121,23 +115,11 @@ pub fn process(batch: Batch, context: &RequestContext) -> Processed {
             }),
             Err(error) => {
                 let error = FieldError::new("beacon", RejectReason::Malformed, format!("cannot be encoded: {error}"));
-                processed.rejected.push(reject(index, error, &value, context));
+                processed.rejected.push(reject(index, error, &text, context));
             }
         }
     }
     processed
-}
-
-/// Converts a checked value. Cannot fail for values that passed [`qoe_schemas::check`]; the error arm
-/// rejects the item rather than panicking.
-fn to_beacon(value: &Value) -> Result<Beacon, FieldError> {
-    Beacon::deserialize(value).map_err(|error| {
-        FieldError::new(
-            "beacon",
-            RejectReason::Malformed,
-            format!("does not fit the contract: {error}"),
-        )
-    })
 }
 
 /// Sets the enrichment fields, after checking the event time against the accepted window.
@@ -183,8 +165,21 @@ pub fn enrich(beacon: &mut Beacon, sent_at: Option<u64>, context: &RequestContex
     Ok(())
 }
 
-fn reject(index: usize, error: FieldError, item: &Value, context: &RequestContext) -> RejectedRecord {
-    let dlq_key = item.get("room_id").and_then(Value::as_str).map(str::to_string);
+/// A rejection and its dead letter, which carries the item exactly as sent: the JSON value when the
+/// item is JSON, else the text as a string.
+fn reject(index: usize, error: FieldError, item: &str, context: &RequestContext) -> RejectedRecord {
+    let as_json = RawValue::from_string(item.to_string()).ok();
+    let dlq_key = as_json.as_ref().and_then(|raw| {
+        #[derive(Deserialize)]
+        struct RoomOnly {
+            room_id: Option<String>,
+        }
+        serde_json::from_str::<RoomOnly>(raw.get()).ok().and_then(|room| room.room_id)
+    });
+    let as_sent = match as_json {
+        Some(raw) => raw,
+        None => serde_json::value::to_raw_value(item).unwrap_or_default(),
+    };
     let letter = DeadLetter {
         error: error.to_string(),
         reason: error.reason.as_str(),
@@ -192,7 +187,7 @@ fn reject(index: usize, error: FieldError, item: &Value, context: &RequestContex
         received_at: context.received_at,
         key_id: &context.key_id,
         client_subnet: context.client_subnet.as_deref(),
-        beacon: item,
+        beacon: &as_sent,
     };
     RejectedRecord {
         index,
@@ -224,7 +219,7 @@ pub fn truncate_ip(ip: IpAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     const NOW: u64 = 1_763_800_000_000;
 
@@ -246,18 +241,22 @@ mod tests {
                "platform": "web", "user_id": "u"})
     }
 
+    fn item(value: Value) -> Item {
+        Item::Json(value.to_string().into())
+    }
+
     #[test]
     fn bad_items_are_rejected_and_the_good_ones_beside_them_kept() {
         let batch = Batch {
             sent_at: None,
             items: vec![
-                Item::Json(join(NOW, 0)),
-                Item::Json(json!({"v": 1})),
+                item(join(NOW, 0)),
+                item(json!({"v": 1})),
                 Item::NotJson {
                     line: "{oops".into(),
                     error: "key must be a string at line 1 column 2".into(),
                 },
-                Item::Json(join(NOW, 1)),
+                item(join(NOW, 1)),
             ],
         };
         let processed = process(batch, &context());
@@ -294,7 +293,7 @@ mod tests {
         let client_now = NOW - 120_000;
         let batch = Batch {
             sent_at: Some(client_now),
-            items: vec![Item::Json(join(client_now - 5_000, 0))],
+            items: vec![item(join(client_now - 5_000, 0))],
         };
         let processed = process(batch, &context());
         let record: Value = serde_json::from_slice(&processed.accepted[0].value).unwrap();
@@ -307,10 +306,10 @@ mod tests {
         let batch = Batch {
             sent_at: None,
             items: vec![
-                Item::Json(join(NOW + 301_000, 0)),
-                Item::Json(join(NOW + 299_000, 1)),
-                Item::Json(join(NOW - 3_601_000, 2)),
-                Item::Json(join(NOW - 3_599_000, 3)),
+                item(join(NOW + 301_000, 0)),
+                item(join(NOW + 299_000, 1)),
+                item(join(NOW - 3_601_000, 2)),
+                item(join(NOW - 3_599_000, 3)),
             ],
         };
         let processed = process(batch, &context());
@@ -337,10 +336,10 @@ mod tests {
         let batch = Batch {
             sent_at: Some(client_now),
             items: vec![
-                Item::Json(join(client_now + 300_000, 0)),
-                Item::Json(join(client_now + 300_001, 1)),
-                Item::Json(join(client_now - 3_600_000, 2)),
-                Item::Json(join(client_now - 3_600_001, 3)),
+                item(join(client_now + 300_000, 0)),
+                item(join(client_now + 300_001, 1)),
+                item(join(client_now - 3_600_000, 2)),
+                item(join(client_now - 3_600_001, 3)),
             ],
         };
         let processed = process(batch, &context());
@@ -364,7 +363,7 @@ mod tests {
         context.sent_at = Some(NOW - 999_000);
         let batch = Batch {
             sent_at: Some(NOW - 1_000),
-            items: vec![Item::Json(join(NOW - 1_000, 0))],
+            items: vec![item(join(NOW - 1_000, 0))],
         };
         let processed = process(batch, &context);
         let record: Value = serde_json::from_slice(&processed.accepted[0].value).unwrap();
@@ -377,7 +376,7 @@ mod tests {
         late["exp"] = json!({"b": "1", "a": "2"});
         let batch = Batch {
             sent_at: None,
-            items: vec![Item::Json(late.clone())],
+            items: vec![item(late.clone())],
         };
         let processed = process(batch, &context());
         let letter: Value = serde_json::from_slice(&processed.rejected[0].dlq_value).unwrap();

@@ -2,7 +2,8 @@
 //!
 //! The first byte picks the encoding and format; the rest is the body. Invariants checked:
 //! nothing panics; decompressed output never exceeds its limit; a batch never has more items than
-//! allowed; and every beacon that validates serializes to JSON that validates again to the same value.
+//! allowed; the typed fast path (`parse_beacon`) and the slow path (`validate`) agree on every item;
+//! and every beacon that validates serializes to JSON that validates again to the same value.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -32,10 +33,23 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(batch.items.len() <= limits.max_beacons);
     for item in batch.items {
-        let Item::Json(value) = item else {
+        let Item::Json(text) = item else {
             continue;
         };
-        if let Ok(beacon) = qoe_schemas::validate(value) {
+        // The fast path and the slow path agree on every item.
+        let fast = qoe_schemas::parse_beacon(&text);
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Err(_) => assert!(fast.is_err(), "accepted text that is not JSON: {text}"),
+            Ok(value) => {
+                let slow = qoe_schemas::validate(value);
+                assert_eq!(
+                    fast.as_ref().map_err(ToString::to_string),
+                    slow.as_ref().map_err(ToString::to_string),
+                    "fast and slow paths disagree on {text}"
+                );
+            }
+        }
+        if let Ok(beacon) = fast {
             let again = serde_json::to_value(&beacon).expect("a beacon serializes");
             let reparsed = qoe_schemas::validate(again).expect("a valid beacon stays valid after a round trip");
             assert_eq!(reparsed, beacon);

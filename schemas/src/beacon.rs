@@ -185,8 +185,11 @@ impl BeaconType {
 /// One beacon v1, as validated by [`crate::validate`] and, once enriched, as written to Kafka.
 ///
 /// Field meanings, units and ranges are documented in `docs/beacons.md`; the per-type rules live in
-/// [`crate::fields`].
+/// [`crate::fields`]. Deserializing refuses unknown fields and `null` values (an absent optional
+/// field is omitted, never null), so the serde form is as strict as the contract's shape; the
+/// ranges and per-type rules are checked by [`crate::validate`].
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Beacon {
     /// Contract version, always 1.
     pub v: u64,
@@ -205,152 +208,161 @@ pub struct Beacon {
     pub platform: Platform,
 
     /// Logged-in user, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
     /// Stable device id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
     /// App version.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub app_version: Option<String>,
     /// Operating system and version.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub os: Option<String>,
     /// Device model.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub device_model: Option<String>,
     /// Network type.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
     /// Internet service provider, as the SDK knows it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub isp: Option<String>,
     /// Region of the client.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     /// CDN serving (play) or ingesting (push) the stream.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub cdn: Option<String>,
     /// CDN edge node (viewers) or origin (publishers), an IP address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub edge_ip: Option<String>,
     /// A/B experiment assignments, experiment name to arm.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub exp: Option<BTreeMap<String, String>>,
 
     /// `first_frame`: play request to first rendered frame, ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub first_frame_ms: Option<u64>,
     /// `first_frame`: DNS resolution part, ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub dns_ms: Option<u64>,
     /// `first_frame`: TCP/QUIC connect part, ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub connect_ms: Option<u64>,
     /// `first_frame`: request to first media packet part, ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub first_packet_ms: Option<u64>,
     /// `first_frame`: how the host name was resolved.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub resolver: Option<Resolver>,
     /// Round-trip time to the edge (viewers) or origin (publishers), ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub rtt_ms: Option<u64>,
 
     /// Length of the interval the counters cover, ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub interval_ms: Option<u64>,
     /// Time spent playing (frames advancing) in the interval, ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub watch_ms: Option<u64>,
     /// Stalls that started in the interval.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub stall_count: Option<u64>,
     /// Time spent stalled in the interval, ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub stall_ms: Option<u64>,
     /// Frames dropped in the interval.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub dropped_frames: Option<u64>,
     /// Gauge: current bitrate, kbit/s.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub bitrate_kbps: Option<u64>,
     /// Gauge: buffered media, ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub buffer_ms: Option<u64>,
     /// Gauge: end-to-end live latency, ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
     /// Gauge: rendered frames per second.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub fps: Option<f64>,
     /// Once per session: media dropped in the first 10 s after the first frame, ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub startup_skip_ms: Option<u64>,
     /// Once per session: media consumed by accelerated playback in the first 10 s, ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub startup_speedup_ms: Option<u64>,
 
     /// `play_error`: player error code.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     /// `play_error`: whether playback stopped.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub fatal: Option<bool>,
     /// `play_error`: technical or business.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub category: Option<ErrorCategory>,
     /// `play_error`: where it happened.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub stage: Option<ErrorStage>,
 
     /// `play_end`, `push_end`: an [`EndReason`]; `room_leave`: free text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// `play_end`: whether the session ever rendered a frame.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub first_frame_seen: Option<bool>,
 
     /// `push_start`: capture width, px.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub capture_width: Option<u64>,
     /// `push_start`: capture height, px.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub capture_height: Option<u64>,
     /// `push_start`: capture frame rate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub capture_fps: Option<f64>,
     /// `push_start`: encoder name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub encoder: Option<String>,
     /// `push_heartbeat`: app CPU use, percent of the whole device.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub cpu_pct: Option<f64>,
     /// `push_heartbeat`: app memory, MB.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub mem_mb: Option<f64>,
     /// `push_heartbeat`: encoder output frame rate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub encode_fps: Option<f64>,
     /// `push_heartbeat`: bitrate the adaptive-bitrate controller aims at, kbit/s.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub target_kbps: Option<u64>,
     /// `push_heartbeat`: bitrate actually sent, kbit/s.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub output_kbps: Option<u64>,
 
     /// Enrichment: when the collector received the request, epoch ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub received_at: Option<u64>,
     /// Enrichment: `ts` corrected for client clock skew, epoch ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub event_time: Option<u64>,
     /// Enrichment: client address truncated to /24 (IPv4) or /48 (IPv6), CIDR notation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub client_subnet: Option<String>,
     /// Enrichment: id of the write key the request used.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+}
+
+/// Deserializes an optional field that, when present, must hold a value (`null` is refused).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 impl Beacon {

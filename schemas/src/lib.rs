@@ -25,7 +25,7 @@
 //!     .items
 //!     .into_iter()
 //!     .map(|item| match item {
-//!         Item::Json(value) => qoe_schemas::validate(value).map_err(|error| error.to_string()),
+//!         Item::Json(text) => qoe_schemas::parse_beacon(&text).map_err(|error| error.to_string()),
 //!         Item::NotJson { error, .. } => Err(error),
 //!     })
 //!     .collect();
@@ -35,6 +35,7 @@
 
 pub mod beacon;
 pub mod fields;
+mod typed;
 pub mod validate;
 pub mod wire;
 
@@ -42,7 +43,7 @@ pub use beacon::{
     Beacon, BeaconType, EndReason, ErrorCategory, ErrorStage, Family, Network, Platform, Resolver, BEACONS_TOPIC,
     BEACON_VERSION, DLQ_TOPIC,
 };
-pub use validate::{check, validate, FieldError, RejectReason, CROSS_FIELD_RULES};
+pub use validate::{check, parse_beacon, validate, FieldError, RejectReason, CROSS_FIELD_RULES};
 
 /// The published JSON Schema of one beacon v1, as SDK authors and other validators use it.
 pub const BEACON_V1_JSON_SCHEMA: &str = include_str!("../beacon-v1.schema.json");

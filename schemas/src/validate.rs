@@ -125,6 +125,27 @@ pub fn validate(mut value: Value) -> Result<Beacon, FieldError> {
     })
 }
 
+/// Parses and validates one beacon from its JSON text: the fast typed path first, the precise slow
+/// path ([`check`]) only for beacons the fast path refuses. Returns the same as
+/// `validate(serde_json::from_str(text)?)`, with `beacon: not JSON: ...` when the text is not JSON.
+///
+/// ```
+/// let text = r#"{"v":1,"type":"room_leave","ts":1763800000000,"session_id":"s","seq":3,"room_id":"r","platform":"tv","user_id":"u"}"#;
+/// assert_eq!(qoe_schemas::parse_beacon(text).unwrap().seq, 3);
+/// let error = qoe_schemas::parse_beacon(r#"{"v":1,"type":"room_leave","platform":"tv"}"#).unwrap_err();
+/// assert_eq!(error.to_string(), "ts: required on room_leave beacons");
+/// ```
+pub fn parse_beacon(text: &str) -> Result<Beacon, FieldError> {
+    if let Ok(beacon) = serde_json::from_str::<Beacon>(text) {
+        if crate::typed::is_valid(&beacon) {
+            return Ok(beacon);
+        }
+    }
+    let value: Value = serde_json::from_str(text)
+        .map_err(|error| FieldError::new("beacon", RejectReason::Malformed, format!("not JSON: {error}")))?;
+    validate(value)
+}
+
 /// Checks one beacon in place and returns its type; integral floats in integer fields are rewritten as
 /// integers. On error the value is left as sent (but for such rewrites), so it can be kept for the
 /// dead-letter queue. [`validate`] is `check` followed by the conversion to [`Beacon`].
@@ -352,50 +373,52 @@ fn check_text(name: &str, text: &str, max_chars: usize) -> Result<(), FieldError
 }
 
 fn check_cross_field_rules(kind: BeaconType, map: &Map<String, Value>) -> Result<(), FieldError> {
-    let get = |name: &str| map.get(name).and_then(Value::as_u64);
+    match cross_field_error(kind, |name| map.get(name).and_then(Value::as_u64)) {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// The cross-field rules ([`CROSS_FIELD_RULES`]) over any source of field values; shared by the slow
+/// path (JSON maps) and the fast path (typed beacons).
+pub(crate) fn cross_field_error(kind: BeaconType, get: impl Fn(&str) -> Option<u64>) -> Option<FieldError> {
     match kind {
         BeaconType::FirstFrame => {
             let whole = get("first_frame_ms").unwrap_or(0);
-            let parts = ["dns_ms", "connect_ms", "first_packet_ms"];
-            let sum: u64 = parts.iter().filter_map(|part| get(part)).sum();
-            if sum > whole {
-                return Err(FieldError::new(
+            let sum: u64 = ["dns_ms", "connect_ms", "first_packet_ms"]
+                .iter()
+                .filter_map(|part| get(part))
+                .sum();
+            (sum > whole).then(|| {
+                FieldError::new(
                     "first_frame_ms",
                     RejectReason::Inconsistent,
                     format!("dns_ms + connect_ms + first_packet_ms = {sum} is larger than first_frame_ms = {whole}"),
-                ));
-            }
+                )
+            })
         }
         BeaconType::PlayHeartbeat | BeaconType::PlayEnd | BeaconType::PushHeartbeat | BeaconType::PushEnd => {
             let watch = get("watch_ms").unwrap_or(0);
             let stall = get("stall_ms").unwrap_or(0);
-            let given = ["watch_ms", "stall_ms"]
-                .into_iter()
-                .find(|name| map.contains_key(*name));
-            let Some(interval) = get("interval_ms") else {
-                if let Some(given) = given {
-                    return Err(FieldError::new(
-                        "interval_ms",
-                        RejectReason::MissingField,
-                        format!("required when {given} is given"),
-                    ));
-                }
-                return Ok(());
-            };
-            if watch + stall > interval {
-                return Err(FieldError::new(
+            let given = ["watch_ms", "stall_ms"].into_iter().find(|name| get(name).is_some());
+            if let (None, Some(given)) = (get("interval_ms"), given) {
+                return Some(FieldError::new(
                     "interval_ms",
-                    RejectReason::Inconsistent,
-                    format!(
-                        "watch_ms + stall_ms = {} is larger than interval_ms = {interval}",
-                        watch + stall
-                    ),
+                    RejectReason::MissingField,
+                    format!("required when {given} is given"),
                 ));
             }
+            let interval = get("interval_ms")?;
+            (watch + stall > interval).then(|| {
+                FieldError::new(
+                    "interval_ms",
+                    RejectReason::Inconsistent,
+                    format!("watch_ms + stall_ms = {} is larger than interval_ms = {interval}", watch + stall),
+                )
+            })
         }
-        _ => {}
+        _ => None,
     }
-    Ok(())
 }
 
 fn json_type(value: &Value) -> &'static str {

@@ -6,7 +6,8 @@
 use std::fmt;
 use std::io::Read;
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::fields::{MAX_TS_MS, MIN_TS_MS};
@@ -130,8 +131,9 @@ pub enum WireError {
 /// One item of a decoded batch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
-    /// A JSON value, to be validated.
-    Json(Value),
+    /// The text of one JSON value, to be validated (kept as text: the fast path deserializes it
+    /// straight into a beacon, and a rejected item is dead-lettered exactly as sent).
+    Json(Box<str>),
     /// An NDJSON line that is not JSON: the line (cut to 1 KiB) and the parser's message.
     NotJson {
         /// The line as sent, cut to 1 KiB.
@@ -197,7 +199,7 @@ pub fn decompress(body: &[u8], encoding: ContentEncoding, limits: &Limits) -> Re
 /// The JSON batch body. `beacons` is read through [`BoundedItems`], which stops at the limit.
 struct JsonBatch {
     sent_at: Option<Value>,
-    beacons: Vec<Value>,
+    beacons: Vec<Box<RawValue>>,
 }
 
 struct JsonBatchSeed {
@@ -247,23 +249,23 @@ struct BoundedItems {
 const TOO_MANY_ITEMS: &str = "qoe: too many beacons";
 
 impl<'de> DeserializeSeed<'de> for BoundedItems {
-    type Value = Vec<Value>;
+    type Value = Vec<Box<RawValue>>;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Vec<Value>, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Vec<Box<RawValue>>, D::Error> {
         deserializer.deserialize_seq(self)
     }
 }
 
 impl<'de> Visitor<'de> for BoundedItems {
-    type Value = Vec<Value>;
+    type Value = Vec<Box<RawValue>>;
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str("an array of beacons")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Value>, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Box<RawValue>>, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max));
-        while let Some(item) = seq.next_element::<Value>()? {
+        while let Some(item) = seq.next_element::<Box<RawValue>>()? {
             if items.len() == self.max {
                 return Err(de::Error::custom(TOO_MANY_ITEMS));
             }
@@ -335,7 +337,7 @@ fn parse_json_batch(body: &[u8], max_beacons: usize) -> Result<Batch, WireError>
     let sent_at = batch.sent_at.as_ref().map(parse_sent_at).transpose()?;
     Ok(Batch {
         sent_at,
-        items: batch.beacons.into_iter().map(Item::Json).collect(),
+        items: batch.beacons.into_iter().map(|raw| Item::Json(raw.into())).collect(),
     })
 }
 
@@ -348,8 +350,8 @@ fn parse_ndjson(body: &[u8], max_beacons: usize) -> Result<Batch, WireError> {
     }
     let items: Vec<Item> = lines
         .into_iter()
-        .map(|line| match serde_json::from_str::<Value>(line) {
-            Ok(value) => Item::Json(value),
+        .map(|line| match serde_json::from_str::<IgnoredAny>(line) {
+            Ok(_) => Item::Json(line.into()),
             Err(error) => Item::NotJson {
                 line: cut(line, 1024),
                 error: error.to_string(),

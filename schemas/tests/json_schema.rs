@@ -101,6 +101,13 @@ struct Tally {
 fn judge(validator: &jsonschema::Validator, example: &Value, tally: &mut Tally, what: &str) {
     let schema_accepts = validator.is_valid(example);
     let rust = validate(example.clone());
+    // The fast path (typed, from text) must give exactly what the slow path gives.
+    let from_text = qoe_schemas::parse_beacon(&example.to_string());
+    assert_eq!(
+        from_text.as_ref().map_err(ToString::to_string),
+        rust.as_ref().map_err(ToString::to_string),
+        "{what}: parse_beacon and validate disagree on {example}"
+    );
     tally.examples += 1;
     match (&rust, schema_accepts) {
         (Ok(_), true) => tally.accepted += 1,

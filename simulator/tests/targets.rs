@@ -92,11 +92,12 @@ async fn collect(State(mock): State<Arc<Mock>>, headers: HeaderMap, body: Bytes)
     let mut accepted = 0;
     let mut rejected = Vec::new();
     for (index, item) in batch.items.into_iter().enumerate() {
-        let Item::Json(value) = item else {
+        let Item::Json(text) = item else {
             rejected.push(json!({"index": index, "error": "not json"}));
             continue;
         };
-        match qoe_schemas::validate(value.clone()) {
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        match qoe_schemas::parse_beacon(&text) {
             Ok(beacon) => {
                 accepted += 1;
                 seen.arrivals.push((beacon.ts, arrived_at));
