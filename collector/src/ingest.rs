@@ -96,18 +96,29 @@ pub fn process(batch: Batch, context: &RequestContext) -> Processed {
                 continue;
             }
         };
-        let mut beacon = match qoe_schemas::parse_beacon(&text) {
-            Ok(beacon) => beacon,
-            Err(error) => {
-                processed.rejected.push(reject(index, error, &text, context));
-                continue;
-            }
+        // The fast path proves the text valid as it stands: the record is that text plus the
+        // enrichment. Only beacons the slow path had to accept (integral floats, duplicate keys) are
+        // serialized anew.
+        let (mut beacon, as_sent_is_canonical) = match qoe_schemas::parse_valid(&text) {
+            Some(beacon) => (beacon, true),
+            None => match qoe_schemas::parse_beacon(&text) {
+                Ok(beacon) => (beacon, false),
+                Err(error) => {
+                    processed.rejected.push(reject(index, error, &text, context));
+                    continue;
+                }
+            },
         };
         if let Err(error) = enrich(&mut beacon, sent_at, context) {
             processed.rejected.push(reject(index, error, &text, context));
             continue;
         }
-        match serde_json::to_vec(&beacon) {
+        let record = if as_sent_is_canonical {
+            append_enrichment(&text, &beacon)
+        } else {
+            serde_json::to_vec(&beacon)
+        };
+        match record {
             Ok(record) => processed.accepted.push(AcceptedRecord {
                 value: record,
                 key: beacon.room_id,
@@ -165,6 +176,32 @@ pub fn enrich(beacon: &mut Beacon, sent_at: Option<u64>, context: &RequestContex
     Ok(())
 }
 
+/// The Kafka record of a beacon whose text is valid as sent: the text with the enrichment fields
+/// appended inside its closing brace.
+fn append_enrichment(text: &str, beacon: &Beacon) -> Result<Vec<u8>, serde_json::Error> {
+    #[derive(Serialize)]
+    struct Enrichment<'a> {
+        received_at: Option<u64>,
+        event_time: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_subnet: Option<&'a str>,
+        key_id: Option<&'a str>,
+    }
+    let body = text.trim_end();
+    let body = body.strip_suffix('}').unwrap_or(body);
+    let enrichment = serde_json::to_vec(&Enrichment {
+        received_at: beacon.received_at,
+        event_time: beacon.event_time,
+        client_subnet: beacon.client_subnet.as_deref(),
+        key_id: beacon.key_id.as_deref(),
+    })?;
+    let mut record = Vec::with_capacity(body.len() + enrichment.len() + 1);
+    record.extend_from_slice(body.as_bytes());
+    record.push(b',');
+    record.extend_from_slice(&enrichment[1..]);
+    Ok(record)
+}
+
 /// A rejection and its dead letter, which carries the item exactly as sent: the JSON value when the
 /// item is JSON, else the text as a string.
 fn reject(index: usize, error: FieldError, item: &str, context: &RequestContext) -> RejectedRecord {
@@ -174,7 +211,9 @@ fn reject(index: usize, error: FieldError, item: &str, context: &RequestContext)
         struct RoomOnly {
             room_id: Option<String>,
         }
-        serde_json::from_str::<RoomOnly>(raw.get()).ok().and_then(|room| room.room_id)
+        serde_json::from_str::<RoomOnly>(raw.get())
+            .ok()
+            .and_then(|room| room.room_id)
     });
     let as_sent = match as_json {
         Some(raw) => raw,
@@ -285,6 +324,31 @@ mod tests {
         let letter: Value = serde_json::from_slice(&processed.rejected[1].dlq_value).unwrap();
         assert_eq!(letter["beacon"], "{oops");
         assert_eq!(letter["reason"], "malformed");
+    }
+
+    #[test]
+    fn a_record_is_the_beacon_as_sent_plus_the_enrichment_whichever_path_accepted_it() {
+        let canonical = join(NOW, 0);
+        let mut integral_float = join(NOW, 1);
+        integral_float["seq"] = json!(1.0);
+        let batch = Batch {
+            sent_at: None,
+            items: vec![item(canonical.clone()), item(integral_float)],
+        };
+        let processed = process(batch, &context());
+        assert_eq!(processed.accepted.len(), 2);
+        for (record, seq) in processed.accepted.iter().zip([0, 1]) {
+            let stored: Value = serde_json::from_slice(&record.value).unwrap();
+            let mut expected = canonical.clone();
+            expected["seq"] = json!(seq);
+            expected["received_at"] = json!(NOW);
+            expected["event_time"] = json!(NOW);
+            expected["client_subnet"] = json!("203.0.113.0/24");
+            expected["key_id"] = json!("web");
+            assert_eq!(stored, expected);
+            let beacon: Beacon = serde_json::from_slice(&record.value).unwrap();
+            assert_eq!(beacon.seq, seq);
+        }
     }
 
     #[test]

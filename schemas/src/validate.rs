@@ -136,14 +136,24 @@ pub fn validate(mut value: Value) -> Result<Beacon, FieldError> {
 /// assert_eq!(error.to_string(), "ts: required on room_leave beacons");
 /// ```
 pub fn parse_beacon(text: &str) -> Result<Beacon, FieldError> {
-    if let Ok(beacon) = serde_json::from_str::<Beacon>(text) {
-        if crate::typed::is_valid(&beacon) {
-            return Ok(beacon);
-        }
+    if let Some(beacon) = parse_valid(text) {
+        return Ok(beacon);
     }
     let value: Value = serde_json::from_str(text)
         .map_err(|error| FieldError::new("beacon", RejectReason::Malformed, format!("not JSON: {error}")))?;
     validate(value)
+}
+
+/// The fast path alone: `Some` when `text` is a valid beacon in canonical form (no duplicate keys, no
+/// integral floats in integer fields), `None` otherwise, without saying why. When it returns `Some`,
+/// `text` itself is a valid beacon exactly as it stands, so it may be stored as it is.
+pub fn parse_valid(text: &str) -> Option<Beacon> {
+    // serde's derived struct visitor also takes the sequence form `[1, "play_start", ...]`.
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    let beacon = serde_json::from_str::<Beacon>(text).ok()?;
+    crate::typed::is_valid(&beacon).then_some(beacon)
 }
 
 /// Checks one beacon in place and returns its type; integral floats in integer fields are rewritten as
@@ -413,7 +423,10 @@ pub(crate) fn cross_field_error(kind: BeaconType, get: impl Fn(&str) -> Option<u
                 FieldError::new(
                     "interval_ms",
                     RejectReason::Inconsistent,
-                    format!("watch_ms + stall_ms = {} is larger than interval_ms = {interval}", watch + stall),
+                    format!(
+                        "watch_ms + stall_ms = {} is larger than interval_ms = {interval}",
+                        watch + stall
+                    ),
                 )
             })
         }

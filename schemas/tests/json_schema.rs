@@ -210,3 +210,20 @@ fn the_contract_document_names_every_field() {
         );
     }
 }
+
+#[test]
+fn the_array_form_of_a_beacon_is_refused_by_both_paths() {
+    let fields: Vec<Value> = vec![
+        json!(1),
+        json!("play_start"),
+        json!(common::TS),
+        json!("s"),
+        json!(0),
+        json!("r"),
+        json!("ios"),
+    ];
+    let text = Value::Array(fields).to_string();
+    assert!(qoe_schemas::parse_valid(&text).is_none());
+    let error = qoe_schemas::parse_beacon(&text).unwrap_err();
+    assert_eq!(error.to_string(), "beacon: must be a JSON object, got an array");
+}
