@@ -18,7 +18,12 @@ if [ -z "${KAFKA_BROKERS:-}" ]; then
 fi
 
 step "tests (KAFKA_BROKERS=$KAFKA_BROKERS)"
-cargo test --workspace --locked -- --include-ignored
+test_log="$(mktemp)"
+cargo test --workspace --locked -- --include-ignored 2>&1 | tee "$test_log"
 
 step "fuzz smoke run"
 bash scripts/fuzz.sh "${QOE_FUZZ_SECONDS:-60}"
+
+# One closing line for the whole run (cargo test prints one per test binary).
+awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
+     END { printf "\nall suites: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' "$test_log"

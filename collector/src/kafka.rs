@@ -11,16 +11,16 @@
 //! probe keeps the collector unready while the beacon topic is missing.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use tokio::sync::Notify;
 
 use crate::config::KafkaConfig;
 use crate::ingest::{AcceptedRecord, RejectedRecord};
@@ -74,9 +74,81 @@ pub struct Probe {
     pub dlq_topic_exists: bool,
 }
 
+/// The acknowledgements still awaited for one group of records (a request's accepted beacons, or
+/// its dead letters). librdkafka's delivery callback counts them down; the last one wakes the waiter.
+#[derive(Debug, Default)]
+pub struct Pending {
+    remaining: AtomicUsize,
+    failed: AtomicUsize,
+    first_error: Mutex<Option<KafkaError>>,
+    done: Notify,
+}
+
+impl Pending {
+    fn new(count: usize) -> Arc<Pending> {
+        Arc::new(Pending {
+            remaining: AtomicUsize::new(count),
+            ..Pending::default()
+        })
+    }
+
+    fn complete(&self, error: Option<&KafkaError>) {
+        if let Some(error) = error {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            let mut first = self.first_error.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            first.get_or_insert_with(|| error.clone());
+        }
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.notify_one();
+        }
+    }
+
+    /// Waits until every record of the group has its delivery report.
+    async fn wait(&self) {
+        if self.remaining.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        self.done.notified().await;
+    }
+
+    fn first_error(&self) -> Option<KafkaError> {
+        self.first_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
+/// The producer's context: delivery reports count [`Pending`] groups down, and librdkafka's log
+/// lines go to `tracing`.
+pub struct AckContext;
+
+impl ClientContext for AckContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(facility = fac, message = log_message, "librdkafka")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(facility = fac, message = log_message, "librdkafka"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(facility = fac, message = log_message, "librdkafka")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(facility = fac, message = log_message, "librdkafka"),
+        }
+    }
+}
+
+impl ProducerContext for AckContext {
+    type DeliveryOpaque = Arc<Pending>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, pending: Arc<Pending>) {
+        pending.complete(result.as_ref().err().map(|(error, _)| error));
+    }
+}
+
 /// The collector's producer.
 pub struct BeaconProducer {
-    producer: FutureProducer,
+    producer: ThreadedProducer<AckContext>,
     topic: String,
     dlq_topic: String,
     produce_timeout: Duration,
@@ -102,7 +174,7 @@ impl BeaconProducer {
         if !config.options.contains_key("client.id") {
             client.set("client.id", "qoe-collector");
         }
-        let producer: FutureProducer = client.create()?;
+        let producer: ThreadedProducer<AckContext> = client.create_with_context(AckContext)?;
         Ok(BeaconProducer {
             producer,
             topic: config.topic.clone(),
@@ -132,47 +204,47 @@ impl BeaconProducer {
         if queued + accepted.len() + rejected.len() > self.queue_max_messages {
             return Err(ProduceError::QueueFull);
         }
-        let mut deliveries = Vec::with_capacity(accepted.len());
+        let accepted_pending = Pending::new(accepted.len());
         for record in accepted {
-            let future_record = FutureRecord::to(&self.topic).key(&record.key).payload(&record.value);
-            deliveries.push(self.enqueue(future_record)?);
+            let base_record = BaseRecord::with_opaque_to(&self.topic, Arc::clone(&accepted_pending))
+                .key(&record.key)
+                .payload(&record.value);
+            self.enqueue(base_record)?;
         }
-        let mut dead_letters = DeadLetters {
-            deliveries: Vec::with_capacity(rejected.len()),
-            not_enqueued: 0,
+        let dead_letters = DeadLetters {
+            pending: Pending::new(rejected.len()),
         };
         for record in rejected {
-            let mut future_record = FutureRecord::<String, Vec<u8>>::to(&self.dlq_topic).payload(&record.dlq_value);
+            let mut base_record =
+                BaseRecord::<String, Vec<u8>, _>::with_opaque_to(&self.dlq_topic, Arc::clone(&dead_letters.pending))
+                    .payload(&record.dlq_value);
             if let Some(key) = &record.dlq_key {
-                future_record = future_record.key(key);
+                base_record = base_record.key(key);
             }
-            match self.enqueue(future_record) {
-                Ok(delivery) => dead_letters.deliveries.push(delivery),
-                Err(_) => dead_letters.not_enqueued += 1,
+            if self.enqueue(base_record).is_err() {
+                dead_letters
+                    .pending
+                    .complete(Some(&KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)));
             }
         }
         // librdkafka fails each record after message.timeout.ms; the outer timeout only guards
         // against a delivery report that never comes.
         let grace = self.produce_timeout + Duration::from_secs(5);
-        let results = tokio::time::timeout(grace, join_all(deliveries))
+        tokio::time::timeout(grace, accepted_pending.wait())
             .await
             .map_err(|_| ProduceError::Delivery(KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)))?;
-        for result in results {
-            match result {
-                Ok(Ok(_)) => {}
-                Ok(Err((error, _))) => return Err(ProduceError::Delivery(error)),
-                Err(_canceled) => return Err(ProduceError::Delivery(KafkaError::Canceled)),
-            }
+        if let Some(error) = accepted_pending.first_error() {
+            return Err(ProduceError::Delivery(error));
         }
         Ok(dead_letters)
     }
 
-    fn enqueue<K, P>(&self, record: FutureRecord<'_, K, P>) -> Result<DeliveryFuture, ProduceError>
+    fn enqueue<K, P>(&self, record: BaseRecord<'_, K, P, Arc<Pending>>) -> Result<(), ProduceError>
     where
         K: rdkafka::message::ToBytes + ?Sized,
         P: rdkafka::message::ToBytes + ?Sized,
     {
-        self.producer.send_result(record).map_err(|(error, _)| match error {
+        self.producer.send(record).map_err(|(error, _)| match error {
             KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => ProduceError::QueueFull,
             other => ProduceError::Delivery(other),
         })
@@ -238,19 +310,14 @@ impl BeaconProducer {
 
 /// The dead-letter deliveries of one request, awaited apart from the client's answer.
 pub struct DeadLetters {
-    deliveries: Vec<DeliveryFuture>,
-    not_enqueued: usize,
+    pending: Arc<Pending>,
 }
 
 impl DeadLetters {
     /// Waits for every dead-letter record; returns how many could not be written.
     pub async fn failures(self) -> usize {
-        let undelivered = join_all(self.deliveries)
-            .await
-            .iter()
-            .filter(|result| !matches!(result, Ok(Ok(_))))
-            .count();
-        undelivered + self.not_enqueued
+        self.pending.wait().await;
+        self.pending.failed.load(Ordering::Relaxed)
     }
 }
 
