@@ -77,6 +77,8 @@ pub(crate) async fn run(args: QuickstartArgs, shutdown: CancellationToken) -> an
         start_ms: now_ms.saturating_sub(duration_ms),
         duration_ms,
         viewers: args.viewers,
+        // A few deliberately bad beacons, to show rejections and the dead-letter topic at work.
+        invalid_fraction: 0.002,
         target: Target::Http {
             url: format!("http://{}", args.listen),
             write_key: WRITE_KEY

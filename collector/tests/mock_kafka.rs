@@ -95,15 +95,7 @@ async fn good_beacons_are_produced_enriched_and_bad_ones_go_to_the_dead_letter_t
     assert_eq!(reasons, HashSet::from(["out_of_range".to_string()]));
     assert!(letters.iter().all(|(key, _)| key.as_deref() == Some("room-b")));
 
-    let metrics = collector
-        .client
-        .get(collector.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = collector.metrics().await;
     assert!(
         metrics.contains("qoe_collector_beacons_accepted_total{type=\"play_heartbeat\"} 3"),
         "{metrics}"
@@ -272,15 +264,7 @@ async fn whole_request_problems_get_their_status_and_a_message() {
             assert_eq!(response_headers["www-authenticate"], "Bearer");
         }
     }
-    let metrics = collector
-        .client
-        .get(collector.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = collector.metrics().await;
     assert!(
         metrics.contains("qoe_collector_requests_total{status=\"413\"} 3"),
         "{metrics}"
@@ -408,15 +392,7 @@ async fn brokers_down_mid_load_give_503_and_lose_nothing_acknowledged() {
     assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
     // 15 rounds before the outage, and at least 5 after the brokers came back.
     assert!(acknowledged.len() >= 20 * 20, "{} acknowledged", acknowledged.len());
-    let metrics = collector
-        .client
-        .get(collector.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = collector.metrics().await;
     assert!(metrics.contains("qoe_collector_kafka_up_bool 1"));
     collector.stop().await;
     let _ = SECRET;

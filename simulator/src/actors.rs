@@ -54,15 +54,12 @@ pub(crate) struct ForcedStall {
     pub(crate) stall_ms: u64,
 }
 
-/// One viewer: a stable profile (device, network, CDN, experiment arm) and the state of its current
-/// play session. Catalog strings are kept as indices and cloned into beacons.
+/// Who an actor is, on what device and network, through which CDN: the fields every beacon of the
+/// actor carries. Catalog strings are kept as indices and cloned into beacons.
 #[derive(Debug)]
-pub(crate) struct Viewer {
-    /// Bumped whenever the queued events of this slot become stale.
-    pub(crate) generation: u32,
-    pub(crate) state: ViewerState,
-    pub(crate) session_id: String,
-    pub(crate) next_seq: u64,
+pub(crate) struct Profile {
+    pub(crate) user_id: String,
+    pub(crate) device_id: String,
     pub(crate) room: usize,
     pub(crate) platform: usize,
     pub(crate) os: usize,
@@ -72,11 +69,56 @@ pub(crate) struct Viewer {
     pub(crate) isp: usize,
     pub(crate) region: usize,
     pub(crate) cdn: usize,
+}
+
+impl Profile {
+    /// A beacon of session `session_id` with this profile's fields and `edge_ip` set.
+    fn beacon(
+        &self,
+        catalog: &Catalog,
+        kind: BeaconType,
+        ts: u64,
+        session_id: &str,
+        seq: u64,
+        edge_ip: &str,
+    ) -> Beacon {
+        let platform = &catalog.platforms[self.platform];
+        Beacon {
+            v: 1,
+            kind,
+            ts,
+            session_id: session_id.to_string(),
+            seq,
+            room_id: catalog.rooms[self.room].clone(),
+            platform: platform.platform,
+            user_id: Some(self.user_id.clone()),
+            device_id: Some(self.device_id.clone()),
+            app_version: Some(catalog.app_versions[self.app_version].clone()),
+            os: Some(platform.os[self.os].clone()),
+            device_model: Some(platform.models[self.model].clone()),
+            network: Some(self.network),
+            isp: Some(catalog.isps[self.isp].clone()),
+            region: Some(catalog.regions[self.region].clone()),
+            cdn: Some(catalog.cdns[self.cdn].name.clone()),
+            edge_ip: Some(edge_ip.to_string()),
+            ..Beacon::default()
+        }
+    }
+}
+
+/// One viewer: a stable profile (device, network, CDN, experiment arm) and the state of its current
+/// play session. Catalog strings are kept as indices and cloned into beacons.
+#[derive(Debug)]
+pub(crate) struct Viewer {
+    /// Bumped whenever the queued events of this slot become stale.
+    pub(crate) generation: u32,
+    pub(crate) state: ViewerState,
+    pub(crate) session_id: String,
+    pub(crate) next_seq: u64,
+    pub(crate) profile: Profile,
     pub(crate) edge: usize,
     pub(crate) resolver: Resolver,
     pub(crate) arm: usize,
-    pub(crate) user_id: String,
-    pub(crate) device_id: String,
     pub(crate) rtt_median_ms: f64,
     pub(crate) bitrate_kbps: u64,
     pub(crate) frame_rate: f64,
@@ -119,20 +161,22 @@ impl Viewer {
             state: ViewerState::Joined,
             session_id: String::new(),
             next_seq: 0,
-            room,
-            platform,
-            os,
-            model: device_model,
-            app_version,
-            network,
-            isp: rng.random_range(0..catalog.isps.len()),
-            region: rng.random_range(0..catalog.regions.len()),
-            cdn,
+            profile: Profile {
+                user_id: format!("u-{user_index:07}"),
+                device_id: format!("d-{user_index:07x}"),
+                room,
+                platform,
+                os,
+                model: device_model,
+                app_version,
+                network,
+                isp: rng.random_range(0..catalog.isps.len()),
+                region: rng.random_range(0..catalog.regions.len()),
+                cdn,
+            },
             edge,
             resolver,
             arm,
-            user_id: format!("u-{user_index:07}"),
-            device_id: format!("d-{user_index:07x}"),
             rtt_median_ms,
             bitrate_kbps: model::network_bitrate_kbps(network),
             frame_rate: if rng.random_bool(0.8) { 30.0 } else { 25.0 },
@@ -153,28 +197,10 @@ impl Viewer {
     pub(crate) fn beacon(&mut self, catalog: &Catalog, kind: BeaconType, ts: u64) -> Beacon {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let platform = &catalog.platforms[self.platform];
-        let cdn = &catalog.cdns[self.cdn];
+        let edge_ip = &catalog.cdns[self.profile.cdn].edges[self.edge];
         Beacon {
-            v: 1,
-            kind,
-            ts,
-            session_id: self.session_id.clone(),
-            seq,
-            room_id: catalog.rooms[self.room].clone(),
-            platform: platform.platform,
-            user_id: Some(self.user_id.clone()),
-            device_id: Some(self.device_id.clone()),
-            app_version: Some(catalog.app_versions[self.app_version].clone()),
-            os: Some(platform.os[self.os].clone()),
-            device_model: Some(platform.models[self.model].clone()),
-            network: Some(self.network),
-            isp: Some(catalog.isps[self.isp].clone()),
-            region: Some(catalog.regions[self.region].clone()),
-            cdn: Some(cdn.name.clone()),
-            edge_ip: Some(cdn.edges[self.edge].clone()),
             exp: Some(catalog.arms[self.arm].clone()),
-            ..Beacon::default()
+            ..self.profile.beacon(catalog, kind, ts, &self.session_id, seq, edge_ip)
         }
     }
 }
@@ -183,18 +209,8 @@ impl Viewer {
 #[derive(Debug)]
 pub(crate) struct Publisher {
     pub(crate) session_id: String,
-    pub(crate) user_id: String,
-    pub(crate) device_id: String,
     pub(crate) next_seq: u64,
-    pub(crate) room: usize,
-    pub(crate) platform: usize,
-    pub(crate) os: usize,
-    pub(crate) model: usize,
-    pub(crate) app_version: usize,
-    pub(crate) network: Network,
-    pub(crate) isp: usize,
-    pub(crate) region: usize,
-    pub(crate) cdn: usize,
+    pub(crate) profile: Profile,
     pub(crate) origin: usize,
     pub(crate) capture: usize,
     pub(crate) encoder: usize,
@@ -222,18 +238,20 @@ impl Publisher {
         let room_number = room + 1;
         Publisher {
             session_id: format!("p-{seed:x}-{room_number:04}"),
-            user_id: format!("host-{room_number:04}"),
-            device_id: format!("d-host-{room_number:04}"),
             next_seq: 0,
-            room,
-            platform,
-            os: rng.random_range(0..profile.os.len()),
-            model: rng.random_range(0..profile.models.len()),
-            app_version: catalog.pick_app_version(rng),
-            network,
-            isp: rng.random_range(0..catalog.isps.len()),
-            region: rng.random_range(0..catalog.regions.len()),
-            cdn,
+            profile: Profile {
+                user_id: format!("host-{room_number:04}"),
+                device_id: format!("d-host-{room_number:04}"),
+                room,
+                platform,
+                os: rng.random_range(0..profile.os.len()),
+                model: rng.random_range(0..profile.models.len()),
+                app_version: catalog.pick_app_version(rng),
+                network,
+                isp: rng.random_range(0..catalog.isps.len()),
+                region: rng.random_range(0..catalog.regions.len()),
+                cdn,
+            },
             origin: rng.random_range(0..catalog.cdns[cdn].origins.len()),
             capture: rng.random_range(0..model::CAPTURE_SETUPS.len()),
             encoder,
@@ -248,27 +266,7 @@ impl Publisher {
     pub(crate) fn beacon(&mut self, catalog: &Catalog, kind: BeaconType, ts: u64) -> Beacon {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let platform = &catalog.platforms[self.platform];
-        let cdn = &catalog.cdns[self.cdn];
-        Beacon {
-            v: 1,
-            kind,
-            ts,
-            session_id: self.session_id.clone(),
-            seq,
-            room_id: catalog.rooms[self.room].clone(),
-            platform: platform.platform,
-            user_id: Some(self.user_id.clone()),
-            device_id: Some(self.device_id.clone()),
-            app_version: Some(catalog.app_versions[self.app_version].clone()),
-            os: Some(platform.os[self.os].clone()),
-            device_model: Some(platform.models[self.model].clone()),
-            network: Some(self.network),
-            isp: Some(catalog.isps[self.isp].clone()),
-            region: Some(catalog.regions[self.region].clone()),
-            cdn: Some(cdn.name.clone()),
-            edge_ip: Some(cdn.origins[self.origin].clone()),
-            ..Beacon::default()
-        }
+        let origin_ip = &catalog.cdns[self.profile.cdn].origins[self.origin];
+        self.profile.beacon(catalog, kind, ts, &self.session_id, seq, origin_ip)
     }
 }

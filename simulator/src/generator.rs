@@ -436,7 +436,7 @@ impl BeaconStream {
         };
         for slot in 0..self.viewers.len() {
             let viewer = &self.viewers[slot];
-            if viewer.state != ViewerState::Playing || viewer.room != jitter.target {
+            if viewer.state != ViewerState::Playing || viewer.profile.room != jitter.target {
                 continue;
             }
             let stall_at = ts + model::uniform_u64(&mut self.rng, 0, 5_000);
@@ -470,7 +470,7 @@ impl BeaconStream {
     }
 
     fn on_play_start(&mut self, slot: usize, ts: u64) -> Beacon {
-        let in_incident = self.in_cdn_incident(self.viewers[slot].cdn, ts);
+        let in_incident = self.in_cdn_incident(self.viewers[slot].profile.cdn, ts);
         let timing = quality::first_frame_timing(&self.catalog, &mut self.rng, &self.viewers[slot], in_incident);
         let mut outcome = self.viewers[slot].outcome;
         let slow_start = timing.first_frame_ms > SLOW_FIRST_FRAME_MS;
@@ -525,7 +525,7 @@ impl BeaconStream {
     }
 
     fn on_heartbeat(&mut self, slot: usize, ts: u64) -> Beacon {
-        let cdn_index = self.viewers[slot].cdn;
+        let cdn_index = self.viewers[slot].profile.cdn;
         let from = self.viewers[slot].last_heartbeat_at;
         let in_incident = self.in_cdn_incident(cdn_index, ts);
         let cdn = &self.catalog.cdns[cdn_index];
@@ -585,7 +585,7 @@ impl BeaconStream {
     }
 
     fn on_play_end(&mut self, slot: usize, ts: u64) -> Beacon {
-        let cdn_index = self.viewers[slot].cdn;
+        let cdn_index = self.viewers[slot].profile.cdn;
         let in_incident = self.in_cdn_incident(cdn_index, ts);
         let leave_delay_ms = model::uniform_u64(&mut self.rng, 30, 1_200);
         let viewer = &mut self.viewers[slot];

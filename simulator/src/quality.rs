@@ -27,7 +27,7 @@ pub(crate) fn first_frame_timing(
     viewer: &Viewer,
     in_cdn_incident: bool,
 ) -> FirstFrameTiming {
-    let cdn = &catalog.cdns[viewer.cdn];
+    let cdn = &catalog.cdns[viewer.profile.cdn];
     let incident_rtt = if in_cdn_incident { INCIDENT_RTT_FACTOR } else { 1.0 };
     let rtt = viewer.rtt_median_ms * incident_rtt * model::lognormal(rng, 1.0, 0.25);
     let dns = match viewer.resolver {
@@ -44,7 +44,7 @@ pub(crate) fn first_frame_timing(
         1.0
     };
     let first_packet = rtt + model::lognormal(rng, cdn.first_packet_median_ms * incident_first_packet, 0.45);
-    let render = model::lognormal(rng, catalog.platforms[viewer.platform].render_median_ms, 0.4);
+    let render = model::lognormal(rng, catalog.platforms[viewer.profile.platform].render_median_ms, 0.4);
 
     let dns_ms = model::whole_ms(dns, PART_CAP_MS);
     let connect_ms = model::whole_ms(connect, PART_CAP_MS);
@@ -108,7 +108,7 @@ pub(crate) fn play_counters(
     } else {
         1.0
     };
-    let mut stalls_per_10s = cdn.stalls_per_10s * model::network_stall_factor(viewer.network) * arm_factor;
+    let mut stalls_per_10s = cdn.stalls_per_10s * model::network_stall_factor(viewer.profile.network) * arm_factor;
     let mut stall_median_ms = cdn.stall_median_ms;
     if in_cdn_incident {
         stalls_per_10s *= INCIDENT_STALL_RATE_FACTOR;
