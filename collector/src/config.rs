@@ -260,6 +260,15 @@ impl CollectorConfig {
                 problem: "must be at least limits.max_body_bytes".to_string(),
             });
         }
+        if (self.limits.max_beacons as u64).saturating_mul(2) > self.kafka.queue_max_messages {
+            return Err(ConfigError::Invalid {
+                field: "kafka.queue_max_messages",
+                problem: format!(
+                    "{} is below twice limits.max_beacons ({}): one full request could never be queued",
+                    self.kafka.queue_max_messages, self.limits.max_beacons
+                ),
+            });
+        }
         let rate = self.rate_limit;
         if rate.beacons_per_sec > 0 && (rate.burst as usize) < self.limits.max_beacons {
             return Err(ConfigError::Invalid {

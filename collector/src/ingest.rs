@@ -67,8 +67,11 @@ pub struct DeadLetter<'a> {
     pub key_id: &'a str,
     /// The truncated client address.
     pub client_subnet: Option<&'a str>,
-    /// The item as sent: a JSON value, or the line as a string when it was not JSON.
+    /// The item as sent: a JSON value, or the line as a string when it was not JSON or was cut.
     pub beacon: &'a RawValue,
+    /// Whether `beacon` holds only the first 16 KiB of the item (as a string).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 /// The outcome of one request's items.
@@ -113,7 +116,9 @@ pub fn process(batch: Batch, context: &RequestContext) -> Processed {
             processed.rejected.push(reject(index, error, &text, context));
             continue;
         }
-        let record = if as_sent_is_canonical {
+        // Splice only texts of a beacon's usual size: padding with whitespace would otherwise pass
+        // into Kafka (a 1 KB gzip body can inflate a record to megabytes).
+        let record = if as_sent_is_canonical && text.len() <= MAX_SPLICED_BYTES {
             append_enrichment(&text, &beacon)
         } else {
             serde_json::to_vec(&beacon)
@@ -176,6 +181,12 @@ pub fn enrich(beacon: &mut Beacon, sent_at: Option<u64>, context: &RequestContex
     Ok(())
 }
 
+/// Largest beacon text stored as sent; a longer one (valid, so it is padded) is re-serialized.
+const MAX_SPLICED_BYTES: usize = 4096;
+
+/// Largest item kept whole in a dead letter; a longer one is cut (and marked so).
+const MAX_DEAD_LETTER_ITEM_BYTES: usize = 16 * 1024;
+
 /// The Kafka record of a beacon whose text is valid as sent: the text with the enrichment fields
 /// appended inside its closing brace.
 fn append_enrichment(text: &str, beacon: &Beacon) -> Result<Vec<u8>, serde_json::Error> {
@@ -205,7 +216,19 @@ fn append_enrichment(text: &str, beacon: &Beacon) -> Result<Vec<u8>, serde_json:
 /// A rejection and its dead letter, which carries the item exactly as sent: the JSON value when the
 /// item is JSON, else the text as a string.
 fn reject(index: usize, error: FieldError, item: &str, context: &RequestContext) -> RejectedRecord {
-    let as_json = RawValue::from_string(item.to_string()).ok();
+    let truncated = item.len() > MAX_DEAD_LETTER_ITEM_BYTES;
+    let item = if truncated {
+        let mut end = MAX_DEAD_LETTER_ITEM_BYTES;
+        while !item.is_char_boundary(end) {
+            end -= 1;
+        }
+        &item[..end]
+    } else {
+        item
+    };
+    let as_json = (!truncated)
+        .then(|| RawValue::from_string(item.to_string()).ok())
+        .flatten();
     let dlq_key = as_json.as_ref().and_then(|raw| {
         #[derive(Deserialize)]
         struct RoomOnly {
@@ -227,6 +250,7 @@ fn reject(index: usize, error: FieldError, item: &str, context: &RequestContext)
         key_id: &context.key_id,
         client_subnet: context.client_subnet.as_deref(),
         beacon: &as_sent,
+        truncated,
     };
     RejectedRecord {
         index,
@@ -349,6 +373,26 @@ mod tests {
             let beacon: Beacon = serde_json::from_slice(&record.value).unwrap();
             assert_eq!(beacon.seq, seq);
         }
+    }
+
+    #[test]
+    fn padded_beacons_are_stored_compact_and_huge_dead_letters_are_cut() {
+        let mut padded = join(NOW, 0).to_string();
+        padded.insert_str(1, &" ".repeat(10_000));
+        let huge_bad = format!("{{\"v\": 1, \"pad\": \"{}\"}}", "x".repeat(100_000));
+        let batch = Batch {
+            sent_at: None,
+            items: vec![Item::Json(padded.into()), Item::Json(huge_bad.into())],
+        };
+        let processed = process(batch, &context());
+        assert!(
+            processed.accepted[0].value.len() < 400,
+            "{}",
+            processed.accepted[0].value.len()
+        );
+        let letter: Value = serde_json::from_slice(&processed.rejected[0].dlq_value).unwrap();
+        assert_eq!(letter["truncated"], true);
+        assert_eq!(letter["beacon"].as_str().unwrap().len(), MAX_DEAD_LETTER_ITEM_BYTES);
     }
 
     #[test]

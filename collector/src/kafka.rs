@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus::IntCounter;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -154,11 +155,13 @@ pub struct BeaconProducer {
     produce_timeout: Duration,
     queue_max_messages: usize,
     health: AtomicU8,
+    dead_letters_failed: IntCounter,
 }
 
 impl BeaconProducer {
     /// Creates the producer. librdkafka checks the pass-through options here and refuses unknown ones.
-    pub fn new(config: &KafkaConfig) -> Result<BeaconProducer, KafkaError> {
+    /// `dead_letters_failed` counts dead-letter records that could not be written.
+    pub fn new(config: &KafkaConfig, dead_letters_failed: IntCounter) -> Result<BeaconProducer, KafkaError> {
         let mut client = ClientConfig::new();
         for (key, value) in &config.options {
             client.set(key, value);
@@ -182,27 +185,43 @@ impl BeaconProducer {
             produce_timeout: Duration::from_millis(config.produce_timeout_ms),
             queue_max_messages: config.queue_max_messages as usize,
             health: AtomicU8::new(KafkaHealth::Ready as u8),
+            dead_letters_failed,
         })
     }
 
     /// Produces a request's records and waits for Kafka to acknowledge the accepted ones.
     ///
-    /// Dead-letter records are enqueued too but not waited for: the client's answer does not depend
-    /// on them. Their outcome comes back through the returned [`DeadLetters`].
-    pub async fn produce(
-        &self,
-        accepted: &[AcceptedRecord],
-        rejected: &[RejectedRecord],
-    ) -> Result<DeadLetters, ProduceError> {
+    /// Dead-letter records are enqueued first and not waited for: the client's answer does not depend
+    /// on them; those that fail are counted in `qoe_collector_dead_letters_failed_total`.
+    pub async fn produce(&self, accepted: &[AcceptedRecord], rejected: &[RejectedRecord]) -> Result<(), ProduceError> {
         match self.health() {
             KafkaHealth::Ready => {}
             KafkaHealth::Unreachable => return Err(ProduceError::Unavailable),
             KafkaHealth::TopicMissing => return Err(ProduceError::TopicMissing(self.topic.clone())),
         }
-        // Refuse before enqueuing anything, so a full queue never leaves half a request written.
+        // Refuse before enqueuing anything when the queue is clearly too full. Concurrent requests can
+        // still pass this check together and meet a full queue midway: that request gets a 503 after
+        // part of it was queued (a 503 may be partly durable, see the module doc).
         let queued = usize::try_from(self.producer.in_flight_count()).unwrap_or(0);
         if queued + accepted.len() + rejected.len() > self.queue_max_messages {
             return Err(ProduceError::QueueFull);
+        }
+        // Dead letters first: the answer does not depend on them, and they are then written whatever
+        // happens to the accepted records. Their outcome is counted in the background.
+        if !rejected.is_empty() {
+            let pending = Pending::new(rejected.len());
+            for record in rejected {
+                let mut base_record =
+                    BaseRecord::<String, Vec<u8>, _>::with_opaque_to(&self.dlq_topic, Arc::clone(&pending))
+                        .payload(&record.dlq_value);
+                if let Some(key) = &record.dlq_key {
+                    base_record = base_record.key(key);
+                }
+                if let Err((error, _)) = self.producer.send(base_record) {
+                    pending.complete(Some(&error));
+                }
+            }
+            self.count_dead_letter_failures(pending);
         }
         let accepted_pending = Pending::new(accepted.len());
         for record in accepted {
@@ -211,32 +230,39 @@ impl BeaconProducer {
                 .payload(&record.value);
             self.enqueue(base_record)?;
         }
-        let dead_letters = DeadLetters {
-            pending: Pending::new(rejected.len()),
-        };
-        for record in rejected {
-            let mut base_record =
-                BaseRecord::<String, Vec<u8>, _>::with_opaque_to(&self.dlq_topic, Arc::clone(&dead_letters.pending))
-                    .payload(&record.dlq_value);
-            if let Some(key) = &record.dlq_key {
-                base_record = base_record.key(key);
-            }
-            if self.enqueue(base_record).is_err() {
-                dead_letters
-                    .pending
-                    .complete(Some(&KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)));
-            }
-        }
         // librdkafka fails each record after message.timeout.ms; the outer timeout only guards
         // against a delivery report that never comes.
-        let grace = self.produce_timeout + Duration::from_secs(5);
-        tokio::time::timeout(grace, accepted_pending.wait())
+        tokio::time::timeout(self.delivery_deadline(), accepted_pending.wait())
             .await
             .map_err(|_| ProduceError::Delivery(KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)))?;
         if let Some(error) = accepted_pending.first_error() {
             return Err(ProduceError::Delivery(error));
         }
-        Ok(dead_letters)
+        Ok(())
+    }
+
+    fn delivery_deadline(&self) -> Duration {
+        self.produce_timeout + Duration::from_secs(5)
+    }
+
+    /// Waits (in a task of its own) for a request's dead letters and counts those not written.
+    fn count_dead_letter_failures(&self, pending: Arc<Pending>) {
+        let counter = self.dead_letters_failed.clone();
+        let deadline = self.delivery_deadline();
+        tokio::spawn(async move {
+            let finished = tokio::time::timeout(deadline, pending.wait()).await.is_ok();
+            let unreported = if finished {
+                0
+            } else {
+                pending.remaining.load(Ordering::Acquire)
+            };
+            let failures = pending.failed.load(Ordering::Relaxed) + unreported;
+            if failures > 0 {
+                counter.inc_by(failures as u64);
+                let error = pending.first_error().map(|error| error.to_string()).unwrap_or_default();
+                tracing::warn!(failures, %error, "dead-letter records not written");
+            }
+        });
     }
 
     fn enqueue<K, P>(&self, record: BaseRecord<'_, K, P, Arc<Pending>>) -> Result<(), ProduceError>
@@ -305,19 +331,6 @@ impl BeaconProducer {
         tokio::task::spawn_blocking(move || this.producer.flush(timeout))
             .await
             .unwrap_or(Err(KafkaError::Canceled))
-    }
-}
-
-/// The dead-letter deliveries of one request, awaited apart from the client's answer.
-pub struct DeadLetters {
-    pending: Arc<Pending>,
-}
-
-impl DeadLetters {
-    /// Waits for every dead-letter record; returns how many could not be written.
-    pub async fn failures(self) -> usize {
-        self.pending.wait().await;
-        self.pending.failed.load(Ordering::Relaxed)
     }
 }
 

@@ -81,7 +81,8 @@ pub async fn serve(
 ) -> Result<(), CollectorError> {
     config.check()?;
     let keys = KeyRing::new(load_write_keys(&config)?, config.rate_limit)?;
-    let producer = Arc::new(BeaconProducer::new(&config.kafka)?);
+    let metrics = Metrics::new();
+    let producer = Arc::new(BeaconProducer::new(&config.kafka, metrics.dead_letters_failed.clone())?);
     let address = listener
         .local_addr()
         .map(|address| address.to_string())
@@ -90,7 +91,7 @@ pub async fn serve(
     let state = Arc::new(AppState {
         keys,
         producer: Arc::clone(&producer),
-        metrics: Metrics::new(),
+        metrics,
         config,
         shutdown: shutdown.clone(),
     });

@@ -226,7 +226,7 @@ async fn accept(state: &AppState, request: Request) -> Result<serde_json::Value,
     state.metrics.count_rejected(&processed.rejected);
 
     let produce_started = Instant::now();
-    let dead_letters = state
+    state
         .producer
         .produce(&processed.accepted, &processed.rejected)
         .await
@@ -245,16 +245,6 @@ async fn accept(state: &AppState, request: Request) -> Result<serde_json::Value,
         .produce_latency
         .observe(produce_started.elapsed().as_secs_f64());
     state.metrics.count_accepted(&processed.accepted);
-    if !processed.rejected.is_empty() {
-        let failed_counter = state.metrics.dead_letters_failed.clone();
-        tokio::spawn(async move {
-            let failures = dead_letters.failures().await;
-            if failures > 0 {
-                failed_counter.inc_by(failures as u64);
-                tracing::warn!(failures, "dead-letter records not written");
-            }
-        });
-    }
     let rejected: Vec<_> = processed
         .rejected
         .iter()

@@ -23,7 +23,7 @@ pub const DLQ_TOPIC: &str = "qoe.beacons.dlq";
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
         pub enum $name {
             $(
                 #[doc = concat!("`", $text, "`")]
@@ -51,6 +51,23 @@ macro_rules! string_enum {
                     $($text => Some($name::$variant),)+
                     _ => None,
                 }
+            }
+        }
+
+        /// Only the string form: serde's derived enum visitor would also take `{"variant": null}`.
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Names;
+                impl<'de> serde::de::Visitor<'de> for Names {
+                    type Value = $name;
+                    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        write!(formatter, "one of {}", $name::NAMES.join(", "))
+                    }
+                    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<$name, E> {
+                        $name::parse(text).ok_or_else(|| E::unknown_variant(text, $name::NAMES))
+                    }
+                }
+                deserializer.deserialize_str(Names)
             }
         }
 
@@ -238,7 +255,11 @@ pub struct Beacon {
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub edge_ip: Option<String>,
     /// A/B experiment assignments, experiment name to arm.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present_unique_map",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub exp: Option<BTreeMap<String, String>>,
 
     /// `first_frame`: play request to first rendered frame, ms.
@@ -363,6 +384,31 @@ where
     T: Deserialize<'de>,
 {
     T::deserialize(deserializer).map(Some)
+}
+
+/// Deserializes `exp`, refusing a key given twice (a JSON object may repeat keys; a map may not).
+fn present_unique_map<'de, D>(deserializer: D) -> Result<Option<BTreeMap<String, String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct UniqueMap;
+    impl<'de> serde::de::Visitor<'de> for UniqueMap {
+        type Value = BTreeMap<String, String>;
+        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            formatter.write_str("an object of strings")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+            let mut map = BTreeMap::new();
+            while let Some((key, value)) = access.next_entry::<String, String>()? {
+                if map.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!("exp: key {key:?} given twice")));
+                }
+                map.insert(key, value);
+            }
+            Ok(map)
+        }
+    }
+    deserializer.deserialize_map(UniqueMap).map(Some)
 }
 
 impl Beacon {

@@ -226,7 +226,10 @@ impl<'de> Visitor<'de> for JsonBatchSeed {
         let mut beacons = None;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
-                "sent_at" => sent_at = Some(map.next_value::<Value>()?),
+                "sent_at" if sent_at.is_some() => return Err(de::Error::duplicate_field("sent_at")),
+                "beacons" if beacons.is_some() => return Err(de::Error::duplicate_field("beacons")),
+                // `"sent_at": null` means the client does not say.
+                "sent_at" => sent_at = Some(map.next_value::<Value>()?).filter(|value| !value.is_null()),
                 "beacons" => beacons = Some(map.next_value_seed(BoundedItems { max: self.max_beacons })?),
                 other => {
                     return Err(de::Error::custom(format!(

@@ -82,6 +82,13 @@ fn probe_values() -> Vec<Value> {
         values.extend(names.iter().map(|name| json!(name)));
     }
     values.push(json!("ANDROID"));
+    // The externally tagged form serde's derived enums would take.
+    values.extend([
+        json!({"wifi": null}),
+        json!({"room_join": null}),
+        json!({"web": null}),
+        json!({"httpdns": null}),
+    ]);
     values
 }
 
@@ -226,4 +233,12 @@ fn the_array_form_of_a_beacon_is_refused_by_both_paths() {
     assert!(qoe_schemas::parse_valid(&text).is_none());
     let error = qoe_schemas::parse_beacon(&text).unwrap_err();
     assert_eq!(error.to_string(), "beacon: must be a JSON object, got an array");
+}
+
+#[test]
+fn a_repeated_exp_key_takes_the_slow_path_and_is_stored_once() {
+    let text = r#"{"v":1,"type":"room_join","ts":1763800000000,"session_id":"s","seq":0,"room_id":"r","platform":"web","user_id":"u","exp":{"a":"1","a":"2"}}"#;
+    assert!(qoe_schemas::parse_valid(text).is_none());
+    let beacon = qoe_schemas::parse_beacon(text).unwrap();
+    assert_eq!(beacon.exp.unwrap().len(), 1);
 }
