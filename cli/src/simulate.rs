@@ -2,7 +2,6 @@
 //! sends it to a collector, writes it to an NDJSON file, or only counts it.
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use qoe_simulator::{SimConfig, SimError, Target};
@@ -109,9 +108,7 @@ pub(crate) async fn run(args: SimulateArgs, shutdown: CancellationToken) -> anyh
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as u64)
+    qoe_collector::server::epoch_ms()
 }
 
 /// Builds the simulator config; `now_ms` resolves `--start now` and offsets.

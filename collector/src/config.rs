@@ -24,7 +24,7 @@ pub struct CollectorConfig {
     /// Kafka producer settings.
     pub kafka: KafkaConfig,
     /// Request size limits.
-    pub limits: LimitsConfig,
+    pub limits: Limits,
     /// Event-time acceptance window.
     pub event_time: EventTimeConfig,
     /// Per-write-key rate limit.
@@ -47,7 +47,7 @@ impl Default for CollectorConfig {
             write_keys: Vec::new(),
             write_keys_file: None,
             kafka: KafkaConfig::default(),
-            limits: LimitsConfig::default(),
+            limits: Limits::default(),
             event_time: EventTimeConfig::default(),
             rate_limit: RateLimitConfig::default(),
             trust_forwarded_for: false,
@@ -119,39 +119,6 @@ pub const OWNED_KAFKA_PROPERTIES: &[(&str, &str)] = &[
         "not used: the collector's producer is idempotent, not transactional",
     ),
 ];
-
-/// Request size limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    /// Largest request body as sent, bytes.
-    pub max_body_bytes: usize,
-    /// Largest request body after decompression, bytes.
-    pub max_decoded_bytes: usize,
-    /// Most beacons in one request.
-    pub max_beacons: usize,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        let limits = Limits::default();
-        LimitsConfig {
-            max_body_bytes: limits.max_body_bytes,
-            max_decoded_bytes: limits.max_decoded_bytes,
-            max_beacons: limits.max_beacons,
-        }
-    }
-}
-
-impl From<LimitsConfig> for Limits {
-    fn from(config: LimitsConfig) -> Self {
-        Limits {
-            max_body_bytes: config.max_body_bytes,
-            max_decoded_bytes: config.max_decoded_bytes,
-            max_beacons: config.max_beacons,
-        }
-    }
-}
 
 /// Which event times are accepted, relative to the time the request was received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -194,7 +194,7 @@ async fn accept(state: &AppState, request: Request) -> Result<serde_json::Value,
         .get("sent_at")
         .map(|text| wire::parse_sent_at(&serde_json::Value::String(text.clone())))
         .transpose()?;
-    let limits: Limits = state.config.limits.into();
+    let limits: Limits = state.config.limits;
     let raw = read_body(body, limits.max_body_bytes).await?;
     let client_ip = client_ip(&parts, state.config.trust_forwarded_for);
     let context = RequestContext {

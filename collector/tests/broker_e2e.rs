@@ -24,6 +24,15 @@ async fn create(brokers: &str, topics: &[&str]) {
         .all(|(_, outcome)| *outcome == qoe_collector::kafka::TopicOutcome::Created));
 }
 
+/// A collector config writing to topics of this test's own: (config, beacon topic, dead-letter topic).
+fn e2e_config(test: &str) -> (qoe_collector::CollectorConfig, String, String) {
+    let (topic, dlq_topic) = unique_topics(test);
+    let mut config = config(&brokers());
+    config.kafka.topic = topic.clone();
+    config.kafka.dlq_topic = dlq_topic.clone();
+    (config, topic, dlq_topic)
+}
+
 fn unique_topics(test: &str) -> (String, String) {
     let suffix = format!("{test}.{}", now_ms());
     (
@@ -36,10 +45,7 @@ fn unique_topics(test: &str) -> (String, String) {
 #[ignore = "needs a Kafka-API broker in KAFKA_BROKERS (scripts/test.sh starts one)"]
 async fn beacons_reach_a_real_broker_enriched_and_in_room_order() {
     let brokers = brokers();
-    let (topic, dlq_topic) = unique_topics("order");
-    let mut config = config(&brokers);
-    config.kafka.topic = topic.clone();
-    config.kafka.dlq_topic = dlq_topic.clone();
+    let (config, topic, dlq_topic) = e2e_config("order");
 
     // The collector never creates topics: until they exist it is unready and answers 503.
     let collector = Collector::spawn(config).await;
@@ -107,10 +113,7 @@ async fn beacons_reach_a_real_broker_enriched_and_in_room_order() {
 #[ignore = "needs a Kafka-API broker in KAFKA_BROKERS (scripts/test.sh starts one)"]
 async fn simulated_traffic_lands_in_the_broker_exactly_as_acknowledged() {
     let brokers = brokers();
-    let (topic, dlq_topic) = unique_topics("simulator");
-    let mut config = config(&brokers);
-    config.kafka.topic = topic.clone();
-    config.kafka.dlq_topic = dlq_topic.clone();
+    let (config, topic, dlq_topic) = e2e_config("simulator");
     create(&brokers, &[&topic, &dlq_topic]).await;
     let collector = Collector::start(config).await;
 

@@ -314,16 +314,19 @@ fn check_kind(field: &Field, value: &mut Value) -> Result<(), FieldError> {
                     format!("at most {max_entries} entries, got {}", entries.len()),
                 ));
             }
-            for (key, entry) in entries.iter() {
-                let key_chars = key.chars().count();
-                if key.is_empty() || key_chars > max_chars {
-                    return Err(out_of_range(
+            let length_problem = |what: String, text: &str| -> Option<FieldError> {
+                let chars = text.chars().count();
+                let fits = !text.is_empty() && chars <= max_chars;
+                (!fits).then(|| {
+                    out_of_range(
                         name,
-                        format!(
-                            "key {} must have 1 to {max_chars} characters, it has {key_chars}",
-                            quote(key)
-                        ),
-                    ));
+                        format!("{what} must have 1 to {max_chars} characters, it has {chars}"),
+                    )
+                })
+            };
+            for (key, entry) in entries.iter() {
+                if let Some(error) = length_problem(format!("key {}", quote(key)), key) {
+                    return Err(error);
                 }
                 let Value::String(arm) = entry else {
                     return Err(out_of_range(
@@ -331,15 +334,8 @@ fn check_kind(field: &Field, value: &mut Value) -> Result<(), FieldError> {
                         format!("the value of {} must be a string, got {}", quote(key), json_type(entry)),
                     ));
                 };
-                let arm_chars = arm.chars().count();
-                if arm.is_empty() || arm_chars > max_chars {
-                    return Err(out_of_range(
-                        name,
-                        format!(
-                            "the value of {} must have 1 to {max_chars} characters, it has {arm_chars}",
-                            quote(key)
-                        ),
-                    ));
+                if let Some(error) = length_problem(format!("the value of {}", quote(key)), arm) {
+                    return Err(error);
                 }
             }
             Ok(())

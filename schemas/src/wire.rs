@@ -62,8 +62,9 @@ impl BodyFormat {
     }
 }
 
-/// Size limits of one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Size limits of one request (also the collector's `[limits]` configuration table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest body as sent (compressed), bytes.
     pub max_body_bytes: usize,

@@ -4,7 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -128,7 +128,7 @@ pub fn config(brokers: &str) -> CollectorConfig {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    qoe_collector::server::epoch_ms()
 }
 
 /// A valid beacon of room `room`, identified by `(session, seq)`.
