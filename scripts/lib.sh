@@ -45,3 +45,30 @@ start_tansu() {
   export KAFKA_BROKERS="127.0.0.1:$port"
   echo "tansu $TANSU_VERSION (in memory) at $KAFKA_BROKERS, pid $TANSU_PID, log $log"
 }
+
+# The real DuckDB command line (PyPI's duckdb-cli) in a virtualenv under the cache; exports DUCKDB.
+DUCKDB_CLI_VERSION=1.5.6
+DUCKDB_VENV="$QOE_CACHE/duckdb-cli-$DUCKDB_CLI_VERSION"
+ensure_duckdb() {
+  if [ ! -x "$DUCKDB_VENV/bin/duckdb" ]; then
+    step "installing duckdb-cli $DUCKDB_CLI_VERSION from PyPI into $DUCKDB_VENV"
+    python3 -m venv "$DUCKDB_VENV"
+    "$DUCKDB_VENV/bin/pip" install --quiet "duckdb-cli==$DUCKDB_CLI_VERSION"
+  fi
+  export DUCKDB="$DUCKDB_VENV/bin/duckdb"
+  echo "duckdb: $("$DUCKDB" --version)"
+}
+
+# Debian's Chromium, for the HTML report test; exports CHROMIUM.
+ensure_chromium() {
+  if ! command -v chromium >/dev/null 2>&1; then
+    step "installing Debian's chromium"
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo=sudo; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  fi
+  CHROMIUM="$(command -v chromium)"
+  export CHROMIUM
+  echo "chromium: $("$CHROMIUM" --version 2>/dev/null)"
+}

@@ -4,8 +4,10 @@
 //! `run(config, shutdown)`. Ctrl-C or SIGTERM cancels the shutdown token; every service then drains
 //! and flushes before the process exits.
 
+mod batch;
 mod collector;
 mod quickstart;
+mod report;
 mod simulate;
 mod topics;
 
@@ -43,6 +45,10 @@ enum Command {
     Quickstart(quickstart::QuickstartArgs),
     /// Manage the pipeline's Kafka topics.
     Topics(topics::TopicsArgs),
+    /// Write beacons into the Parquet warehouse (exactly-once files, play_sessions).
+    Batch(batch::BatchArgs),
+    /// Reports over the warehouse: per CDN, per room, A/B, forecast (Parquet tables and HTML).
+    Report(report::ReportArgs),
 }
 
 #[tokio::main]
@@ -59,6 +65,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Simulate(args) => simulate::run(args, shutdown).await?,
         Command::Quickstart(args) => quickstart::run(args, shutdown).await?,
         Command::Topics(args) => topics::run(args).await?,
+        Command::Batch(args) => batch::run(args, shutdown).await?,
+        Command::Report(args) => report::run(args).await?,
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! - [`validate()`], which turns one parsed JSON value into a [`Beacon`] or a [`FieldError`] naming the
 //!   field and the problem;
 //! - [`wire`], the `POST /v1/beacons` request contract: encodings, formats, limits;
+//! - [`tables`], the Arrow schemas of the Parquet warehouse tables;
 //! - the published JSON Schema (`schemas/beacon-v1.schema.json`, also as [`BEACON_V1_JSON_SCHEMA`]).
 //!
 //! Guarantees: validation is deterministic and total (every input gets `Ok` or one `FieldError`, no
@@ -35,6 +36,8 @@
 
 pub mod beacon;
 pub mod fields;
+mod record;
+pub mod tables;
 mod typed;
 pub mod validate;
 pub mod wire;
@@ -43,6 +46,7 @@ pub use beacon::{
     Beacon, BeaconType, EndReason, ErrorCategory, ErrorStage, Family, Network, Platform, Resolver, BEACONS_TOPIC,
     BEACON_VERSION, DLQ_TOPIC,
 };
+pub use record::parse_record;
 pub use validate::{check, parse_beacon, parse_valid, validate, FieldError, RejectReason, CROSS_FIELD_RULES};
 
 /// The published JSON Schema of one beacon v1, as SDK authors and other validators use it.

@@ -1,0 +1,599 @@
+//! The batch job's core: offers records of sources, de-duplicates them, buffers them, and flushes each
+//! source as one committed unit (see [`crate::warehouse`] for the commit protocol).
+//!
+//! Determinism is what makes restarts exact. Every decision depends only on the records of the source
+//! in offset order and on the committed warehouse, never on wall-clock time or on where flushes fell:
+//! - the watermark `w` of a source is the largest event time among its records so far (saved with
+//!   each commit);
+//! - a beacon is a duplicate when an accepted beacon of the same source with the same
+//!   `(session_id, seq)` has an event time at or after `w - dedup_horizon` (`w` before this beacon);
+//!   after a restart that set is rebuilt from the source's files of the partitions within the horizon;
+//! - a play beacon joins its session's existing `play_sessions` row when that row starts at or after
+//!   `w - session_horizon`, else it starts a new row (sessions longer than the horizon are cut).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use arrow::array::{AsArray, Int64Array, TimestampMillisecondArray};
+use qoe_schemas::tables::Table;
+use qoe_schemas::{parse_record, Beacon, Family, FieldError};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::columns::{beacon_batch, sort_for_table};
+use crate::metrics::Metrics;
+use crate::sessions::{rows_from_batch, sessions_batch, SessionRow};
+use crate::warehouse::{self, Manifest, Move, Warehouse, HOUR_MS};
+use crate::BatchError;
+
+/// Settings of the batch job.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    /// The warehouse root directory.
+    pub warehouse: PathBuf,
+    /// Flush a source when this many records are buffered across sources.
+    pub flush_records: usize,
+    /// Flush a source when its oldest buffered record waited this long (wall clock).
+    pub flush_interval: Duration,
+    /// How far back in event time `(session_id, seq)` duplicates are found.
+    pub dedup_horizon: Duration,
+    /// How long a session's row stays open for more beacons, from its start in event time.
+    pub session_horizon: Duration,
+    /// Test hook: fail with [`BatchError::InjectedCrash`] at the given file-system step.
+    #[doc(hidden)]
+    pub crash_at_step: Option<u64>,
+}
+
+impl JobConfig {
+    /// Defaults for a warehouse: 500k records or 5 minutes per flush, 2 h de-duplication, 48 h sessions.
+    pub fn new(warehouse: impl Into<PathBuf>) -> Self {
+        JobConfig {
+            warehouse: warehouse.into(),
+            flush_records: 500_000,
+            flush_interval: Duration::from_secs(300),
+            dedup_horizon: Duration::from_secs(2 * 3600),
+            session_horizon: Duration::from_secs(48 * 3600),
+            crash_at_step: None,
+        }
+    }
+}
+
+/// What became of an offered record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Offer {
+    /// Buffered for the next flush.
+    Accepted,
+    /// Already in the warehouse (an offset before the source's resume point): ignored.
+    AlreadyStored,
+    /// A repeat of an accepted beacon's `(session_id, seq)`: dropped, counted.
+    Duplicate,
+    /// Not a valid beacon record: dropped, counted, with the reason.
+    Rejected(FieldError),
+}
+
+/// A session's current `play_sessions` row.
+#[derive(Debug, Clone, Copy)]
+struct SessionSlot {
+    /// Start of the row including buffered beacons.
+    start_ms: i64,
+    /// Start of the row as committed, `None` for a row not committed yet.
+    committed_start_ms: Option<i64>,
+}
+
+/// The state of one source.
+#[derive(Debug)]
+struct SourceState {
+    next_offset: i64,
+    committed_seq: u64,
+    watermark_ms: i64,
+    dedup: HashMap<u128, i64>,
+    sessions: HashMap<String, SessionSlot>,
+    buffer: Vec<Beacon>,
+    first_offset: Option<i64>,
+    last_offset: Option<i64>,
+    oldest: Option<Instant>,
+}
+
+/// Counts of what a flush committed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FlushStats {
+    /// The source's offsets now stored: everything before this offset.
+    pub next_offset: i64,
+    /// Beacon rows written.
+    pub rows: u64,
+    /// Files written or replaced.
+    pub files: u64,
+}
+
+/// The batch job over any number of sources.
+pub struct Job {
+    config: JobConfig,
+    warehouse: Warehouse,
+    sources: BTreeMap<String, SourceState>,
+    buffered: usize,
+    steps: u64,
+    metrics: Metrics,
+}
+
+fn dedup_key(beacon: &Beacon) -> u128 {
+    let mut hasher = Xxh3::new();
+    hasher.update(beacon.session_id.as_bytes());
+    hasher.update(&[0xff]);
+    hasher.update(&beacon.seq.to_le_bytes());
+    hasher.digest128()
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn hour_of(time_ms: i64) -> i64 {
+    time_ms.div_euclid(HOUR_MS) * HOUR_MS
+}
+
+impl Job {
+    /// Opens the warehouse.
+    pub fn new(config: JobConfig, metrics: Metrics) -> Result<Self, BatchError> {
+        let warehouse = Warehouse::open(&config.warehouse)?;
+        Ok(Job {
+            config,
+            warehouse,
+            sources: BTreeMap::new(),
+            buffered: 0,
+            steps: 0,
+            metrics,
+        })
+    }
+
+    /// The warehouse.
+    pub fn warehouse(&self) -> &Warehouse {
+        &self.warehouse
+    }
+
+    /// The job's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// One file-system step of a flush; fails where the test hook says so.
+    fn step(&mut self) -> Result<(), BatchError> {
+        self.steps += 1;
+        match self.config.crash_at_step {
+            Some(step) if step == self.steps => Err(BatchError::InjectedCrash(step)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Recovers a source and loads its state; returns the offset to read from. Idempotent.
+    pub fn open_source(&mut self, source: &str) -> Result<i64, BatchError> {
+        if let Some(state) = self.sources.get(source) {
+            return Ok(state.next_offset);
+        }
+        let manifest = self.warehouse.recover(source)?;
+        let (next_offset, committed_seq, watermark_ms) = match &manifest {
+            Some(manifest) => (manifest.last_offset + 1, manifest.seq, manifest.watermark_ms),
+            None => (0, 0, i64::MIN),
+        };
+        let mut state = SourceState {
+            next_offset,
+            committed_seq,
+            watermark_ms,
+            dedup: HashMap::new(),
+            sessions: HashMap::new(),
+            buffer: Vec::new(),
+            first_offset: None,
+            last_offset: None,
+            oldest: None,
+        };
+        if manifest.is_some() {
+            self.rebuild(source, &mut state)?;
+        }
+        tracing::info!(source, next_offset, watermark_ms, "source opened");
+        self.sources.insert(source.to_string(), state);
+        Ok(next_offset)
+    }
+
+    /// Rebuilds the de-duplication set and the session index of a source from its committed files.
+    fn rebuild(&self, source: &str, state: &mut SourceState) -> Result<(), BatchError> {
+        let dedup_from = state.watermark_ms.saturating_sub(millis(self.config.dedup_horizon));
+        let data_prefix = format!("{source}.");
+        for table in [Table::Play, Table::Push, Table::Room] {
+            for path in self
+                .warehouse
+                .files_since(table, dedup_from, |name| name.starts_with(&data_prefix))?
+            {
+                for batch in warehouse::read_parquet(&path, &["session_id", "seq", "event_time"])? {
+                    // A projection keeps the file's column order: look columns up by name.
+                    let sessions = batch
+                        .column_by_name("session_id")
+                        .and_then(|array| array.as_string_opt::<i32>());
+                    let seqs = batch
+                        .column_by_name("seq")
+                        .and_then(|array| array.as_any().downcast_ref::<Int64Array>());
+                    let times = batch
+                        .column_by_name("event_time")
+                        .and_then(|array| array.as_any().downcast_ref::<TimestampMillisecondArray>());
+                    let (Some(sessions), Some(seqs), Some(times)) = (sessions, seqs, times) else {
+                        return Err(BatchError::Arrow(format!(
+                            "{}: unexpected column types",
+                            path.display()
+                        )));
+                    };
+                    for row in 0..batch.num_rows() {
+                        let time = times.value(row);
+                        if time < dedup_from {
+                            continue;
+                        }
+                        let key = Beacon {
+                            session_id: sessions.value(row).to_string(),
+                            seq: u64::try_from(seqs.value(row)).unwrap_or_default(),
+                            ..Default::default()
+                        };
+                        state.dedup.insert(dedup_key(&key), time);
+                    }
+                }
+            }
+        }
+        let sessions_from = state.watermark_ms.saturating_sub(millis(self.config.session_horizon));
+        let sessions_name = Warehouse::sessions_file_name(source);
+        for path in self
+            .warehouse
+            .files_since(Table::PlaySessions, sessions_from, |name| name == sessions_name)?
+        {
+            for batch in warehouse::read_parquet(&path, &["session_id", "start_time"])? {
+                let sessions = batch
+                    .column_by_name("session_id")
+                    .and_then(|array| array.as_string_opt::<i32>());
+                let starts = batch
+                    .column_by_name("start_time")
+                    .and_then(|array| array.as_any().downcast_ref::<TimestampMillisecondArray>());
+                let (Some(sessions), Some(starts)) = (sessions, starts) else {
+                    return Err(BatchError::Arrow(format!(
+                        "{}: unexpected column types",
+                        path.display()
+                    )));
+                };
+                for row in 0..batch.num_rows() {
+                    let start_ms = starts.value(row);
+                    let slot = SessionSlot {
+                        start_ms,
+                        committed_start_ms: Some(start_ms),
+                    };
+                    let entry = state.sessions.entry(sessions.value(row).to_string()).or_insert(slot);
+                    if entry.start_ms < start_ms {
+                        *entry = slot;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops a source's state and its unflushed records (its partition was revoked); nothing committed
+    /// is affected, and the next owner reads the dropped records again.
+    pub fn close_source(&mut self, source: &str) {
+        if let Some(state) = self.sources.remove(source) {
+            self.buffered -= state.buffer.len();
+        }
+    }
+
+    /// Offers one record of an opened source at `offset` (offsets must grow).
+    pub fn offer(&mut self, source: &str, offset: i64, payload: &[u8]) -> Result<Offer, BatchError> {
+        let dedup_horizon = millis(self.config.dedup_horizon);
+        let session_horizon = millis(self.config.session_horizon);
+        let Some(state) = self.sources.get_mut(source) else {
+            return Err(BatchError::SourceNotOpen(source.to_string()));
+        };
+        let already_seen = offset < state.next_offset || state.last_offset.is_some_and(|last| offset <= last);
+        if already_seen {
+            self.metrics.records.with_label_values(&["already_stored"]).inc();
+            return Ok(Offer::AlreadyStored);
+        }
+        state.first_offset.get_or_insert(offset);
+        state.last_offset = Some(offset);
+        state.oldest.get_or_insert_with(Instant::now);
+        let parsed = std::str::from_utf8(payload)
+            .map_err(|error| {
+                FieldError::new(
+                    "beacon",
+                    qoe_schemas::RejectReason::Malformed,
+                    format!("not UTF-8: {error}"),
+                )
+            })
+            .and_then(parse_record);
+        let beacon = match parsed {
+            Ok(beacon) => beacon,
+            Err(error) => {
+                self.metrics.records.with_label_values(&["rejected"]).inc();
+                self.metrics.rejected.with_label_values(&[error.reason.as_str()]).inc();
+                tracing::debug!(source, offset, %error, "record rejected");
+                return Ok(Offer::Rejected(error));
+            }
+        };
+        let event_time = i64::try_from(beacon.event_time_ms()).unwrap_or(i64::MAX);
+        let watermark = state.watermark_ms;
+        let dedup_from = watermark.saturating_sub(dedup_horizon);
+        let key = dedup_key(&beacon);
+        if state.dedup.get(&key).is_some_and(|seen| *seen >= dedup_from) {
+            self.metrics.records.with_label_values(&["duplicate"]).inc();
+            return Ok(Offer::Duplicate);
+        }
+        if event_time >= dedup_from {
+            state.dedup.insert(key, event_time);
+        }
+        if beacon.kind.family() == Family::Play {
+            let sessions_from = watermark.saturating_sub(session_horizon);
+            match state.sessions.get_mut(&beacon.session_id) {
+                Some(slot) if slot.start_ms >= sessions_from => slot.start_ms = slot.start_ms.min(event_time),
+                _ => {
+                    let slot = SessionSlot {
+                        start_ms: event_time,
+                        committed_start_ms: None,
+                    };
+                    state.sessions.insert(beacon.session_id.clone(), slot);
+                }
+            }
+        }
+        state.watermark_ms = watermark.max(event_time);
+        state.buffer.push(beacon);
+        self.buffered += 1;
+        self.metrics.records.with_label_values(&["accepted"]).inc();
+        Ok(Offer::Accepted)
+    }
+
+    /// Sources with offsets not yet committed, and whether the flush policy says to flush now.
+    pub fn due(&self) -> Vec<String> {
+        let full = self.buffered >= self.config.flush_records;
+        self.sources
+            .iter()
+            .filter(|(_, state)| state.last_offset.is_some())
+            .filter(|(_, state)| {
+                full || state
+                    .oldest
+                    .is_some_and(|oldest| oldest.elapsed() >= self.config.flush_interval)
+            })
+            .map(|(source, _)| source.clone())
+            .collect()
+    }
+
+    /// Every source with offsets not yet committed.
+    pub fn pending(&self) -> Vec<String> {
+        self.sources
+            .iter()
+            .filter(|(_, state)| state.last_offset.is_some())
+            .map(|(source, _)| source.clone())
+            .collect()
+    }
+
+    /// Commits everything buffered for a source. Returns `None` when nothing was pending.
+    pub fn flush(&mut self, source: &str) -> Result<Option<FlushStats>, BatchError> {
+        let started = Instant::now();
+        let Some(state) = self.sources.get_mut(source) else {
+            return Err(BatchError::SourceNotOpen(source.to_string()));
+        };
+        let (Some(first_offset), Some(last_offset)) = (state.first_offset, state.last_offset) else {
+            return Ok(None);
+        };
+        let buffer = std::mem::take(&mut state.buffer);
+        let seq = state.committed_seq + 1;
+        let watermark_ms = state.watermark_ms;
+        let result = self.write_flush(source, seq, first_offset, last_offset, watermark_ms, &buffer);
+        self.buffered -= buffer.len();
+        let (moves, rows) = match result {
+            Ok(done) => done,
+            Err(error) => {
+                // The flush did not commit (or committed without being applied): the caller must reopen
+                // the source, which recovers and re-reads from the last commit.
+                self.sources.remove(source);
+                return Err(error);
+            }
+        };
+        let Some(state) = self.sources.get_mut(source) else {
+            return Err(BatchError::SourceNotOpen(source.to_string()));
+        };
+        for slot in state.sessions.values_mut() {
+            slot.committed_start_ms = Some(slot.start_ms);
+        }
+        state.next_offset = last_offset + 1;
+        state.committed_seq = seq;
+        state.first_offset = None;
+        state.last_offset = None;
+        state.oldest = None;
+        let dedup_from = watermark_ms.saturating_sub(millis(self.config.dedup_horizon));
+        state.dedup.retain(|_, time| *time >= dedup_from);
+        let sessions_from = watermark_ms.saturating_sub(millis(self.config.session_horizon));
+        state.sessions.retain(|_, slot| slot.start_ms >= sessions_from);
+        let stats = FlushStats {
+            next_offset: last_offset + 1,
+            rows,
+            files: moves as u64,
+        };
+        self.metrics.flushes.inc();
+        self.metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
+        tracing::debug!(source, seq, first_offset, last_offset, rows, "flush committed");
+        Ok(Some(stats))
+    }
+
+    /// Writes a flush's files, commits its manifest and applies it. Returns (files, beacon rows).
+    fn write_flush(
+        &mut self,
+        source: &str,
+        seq: u64,
+        first_offset: i64,
+        last_offset: i64,
+        watermark_ms: i64,
+        buffer: &[Beacon],
+    ) -> Result<(usize, u64), BatchError> {
+        let tmp_dir = self.warehouse.tmp_dir(source);
+        let data_name = Warehouse::data_file_name(source, first_offset, last_offset);
+        let mut moves = Vec::new();
+        let mut rows = 0;
+
+        let mut groups: BTreeMap<(Table, i64), Vec<&Beacon>> = BTreeMap::new();
+        for beacon in buffer {
+            let time = i64::try_from(beacon.event_time_ms()).unwrap_or(i64::MAX);
+            let table = Table::of_family(beacon.kind.family());
+            groups.entry((table, hour_of(time))).or_default().push(beacon);
+        }
+        for ((table, hour), mut beacons) in groups {
+            sort_for_table(table, &mut beacons);
+            let batch = beacon_batch(table, &beacons).map_err(|error| BatchError::Arrow(error.to_string()))?;
+            // Unique per flush: recovery takes an existing temporary file for one of the last commit.
+            let tmp_name = format!("{seq}.{}.{data_name}", moves.len());
+            self.step()?;
+            warehouse::write_parquet(&tmp_dir.join(&tmp_name), table, &batch)?;
+            let count = beacons.len() as u64;
+            rows += count;
+            self.metrics.rows.with_label_values(&[table.name()]).inc_by(count);
+            moves.push(Move {
+                tmp: Some(format!("_tmp/{source}/{tmp_name}")),
+                path: format!("{}/{data_name}", Warehouse::partition(table, hour)),
+                rows: count,
+            });
+        }
+        self.stage_sessions(source, seq, buffer, &mut moves)?;
+
+        let manifest = Manifest {
+            source: source.to_string(),
+            seq,
+            first_offset,
+            last_offset,
+            watermark_ms,
+            moves,
+        };
+        for file_move in &manifest.moves {
+            if let Some(dir) = self.warehouse.root().join(&file_move.path).parent() {
+                std::fs::create_dir_all(dir).map_err(|error| BatchError::Io {
+                    path: dir.display().to_string(),
+                    error,
+                })?;
+            }
+        }
+        self.step()?;
+        self.warehouse.commit(&manifest)?;
+        for file_move in &manifest.moves {
+            self.step()?;
+            self.warehouse.apply(&Manifest {
+                moves: vec![file_move.clone()],
+                ..manifest.clone()
+            })?;
+        }
+        self.step()?;
+        self.warehouse.prune_manifests(source, seq)?;
+        Ok((manifest.moves.len(), rows))
+    }
+
+    /// Folds the flush's play beacons into the source's `play_sessions` files and stages the new files.
+    fn stage_sessions(
+        &mut self,
+        source: &str,
+        seq: u64,
+        buffer: &[Beacon],
+        moves: &mut Vec<Move>,
+    ) -> Result<(), BatchError> {
+        let mut partials: BTreeMap<&str, SessionRow> = BTreeMap::new();
+        for beacon in buffer.iter().filter(|beacon| beacon.kind.family() == Family::Play) {
+            let row = SessionRow::from_beacon(beacon);
+            match partials.get_mut(beacon.session_id.as_str()) {
+                Some(partial) => partial.merge(row),
+                None => {
+                    partials.insert(&beacon.session_id, row);
+                }
+            }
+        }
+        if partials.is_empty() {
+            return Ok(());
+        }
+        let Some(state) = self.sources.get(source) else {
+            return Err(BatchError::SourceNotOpen(source.to_string()));
+        };
+        // Where each touched session's row was and where it goes.
+        let mut placements = Vec::with_capacity(partials.len());
+        let mut hours = BTreeSet::new();
+        for (session, partial) in &partials {
+            let slot = state.sessions.get(*session).copied();
+            let start = slot.map_or(partial.start_time, |slot| slot.start_ms);
+            let new_hour = hour_of(start);
+            let old_hour = slot.and_then(|slot| slot.committed_start_ms).map(hour_of);
+            hours.insert(new_hour);
+            hours.extend(old_hour);
+            placements.push((*session, old_hour, new_hour));
+        }
+        let file_name = Warehouse::sessions_file_name(source);
+        let mut files: BTreeMap<i64, BTreeMap<String, SessionRow>> = BTreeMap::new();
+        for hour in &hours {
+            let path = self
+                .warehouse
+                .root()
+                .join(Warehouse::partition(Table::PlaySessions, *hour))
+                .join(&file_name);
+            let mut rows: BTreeMap<String, SessionRow> = BTreeMap::new();
+            if path.exists() {
+                for batch in warehouse::read_parquet(&path, &[])? {
+                    for row in rows_from_batch(&batch).map_err(|error| BatchError::Arrow(error.to_string()))? {
+                        match rows.get_mut(&row.session_id) {
+                            Some(existing) => existing.merge(row),
+                            None => {
+                                rows.insert(row.session_id.clone(), row);
+                            }
+                        }
+                    }
+                }
+            }
+            files.insert(*hour, rows);
+        }
+        for (session, old_hour, new_hour) in placements {
+            let Some(mut row) = partials.remove(session) else {
+                continue;
+            };
+            if let Some(old_hour) = old_hour {
+                let stored = files.get_mut(&old_hour).and_then(|rows| rows.remove(session));
+                if let Some(stored) = stored {
+                    row.merge(stored);
+                }
+            }
+            if let Some(rows) = files.get_mut(&new_hour) {
+                match rows.get_mut(session) {
+                    Some(existing) => existing.merge(row),
+                    None => {
+                        rows.insert(session.to_string(), row);
+                    }
+                }
+            }
+        }
+        let tmp_dir = self.warehouse.tmp_dir(source);
+        for (hour, rows) in files {
+            let path = format!("{}/{file_name}", Warehouse::partition(Table::PlaySessions, hour));
+            if rows.is_empty() {
+                moves.push(Move {
+                    tmp: None,
+                    path,
+                    rows: 0,
+                });
+                continue;
+            }
+            let mut ordered: Vec<&SessionRow> = rows.values().collect();
+            ordered.sort_by(|a, b| {
+                (a.attributes[8].as_deref(), &a.room_id, &a.session_id).cmp(&(
+                    b.attributes[8].as_deref(),
+                    &b.room_id,
+                    &b.session_id,
+                ))
+            });
+            let batch = sessions_batch(&ordered).map_err(|error| BatchError::Arrow(error.to_string()))?;
+            let tmp_name = format!("{seq}.{}.sessions.parquet", moves.len());
+            self.step()?;
+            warehouse::write_parquet(&tmp_dir.join(&tmp_name), Table::PlaySessions, &batch)?;
+            self.metrics
+                .rows
+                .with_label_values(&[Table::PlaySessions.name()])
+                .inc_by(ordered.len() as u64);
+            moves.push(Move {
+                tmp: Some(format!("_tmp/{source}/{tmp_name}")),
+                path,
+                rows: ordered.len() as u64,
+            });
+        }
+        Ok(())
+    }
+}

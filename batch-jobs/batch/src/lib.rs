@@ -1,0 +1,76 @@
+//! # qoe-batch: beacons into a Parquet warehouse, exactly once
+//!
+//! `qoe batch` reads `qoe.beacons.v1` (its own consumer group) or an NDJSON file of beacon records,
+//! validates every record as the collector does ([`qoe_schemas::parse_record`]), drops repeats of
+//! `(session_id, seq)`, and writes Hive-partitioned, zstd-compressed, sorted Parquet with statistics:
+//! one table per beacon family (`play`, `push`, `room`, schemas in [`qoe_schemas::tables`]) partitioned
+//! by event date and hour, and the `play_sessions` table, one row per play session, updated as its
+//! beacons arrive and kept in the partition of the session's start.
+//!
+//! Guarantees:
+//! - **exactly-once files from at-least-once delivery**: a flush of a source (a Kafka partition or an
+//!   input file) is committed by one atomic rename of its manifest; a crash at any step leaves either the
+//!   whole flush or nothing, and the next run resumes right after the last committed offset
+//!   ([`warehouse`] describes the protocol);
+//! - **deterministic**: the same records give the same rows whatever the crashes and restarts
+//!   ([`job`] explains the rules that make de-duplication and sessions independent of flush timing);
+//! - late beacons land in their own event-time partition; invalid records are counted by reason and
+//!   never stop the job.
+//!
+//! ```no_run
+//! use qoe_batch::{run_file, JobConfig, Metrics};
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! let report = run_file("beacons.ndjson".as_ref(), JobConfig::new("warehouse"), Metrics::new(), &shutdown)?;
+//! println!("{} beacons stored, {} duplicates dropped", report.accepted, report.duplicates);
+//! # Ok::<(), qoe_batch::BatchError>(())
+//! ```
+
+mod columns;
+pub mod job;
+pub mod metrics;
+mod run;
+pub mod sessions;
+pub mod warehouse;
+
+pub use job::{Job, JobConfig, Offer};
+pub use metrics::Metrics;
+pub use run::{file_source_id, run, run_file, run_kafka, Input, KafkaInput, RunReport};
+
+/// What can stop the batch job.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// A file-system operation failed.
+    #[error("{path}: {error}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// What failed.
+        error: std::io::Error,
+    },
+    /// Parquet encoding or decoding failed.
+    #[error("parquet: {0}")]
+    Parquet(parquet::errors::ParquetError),
+    /// Building or reading an Arrow batch failed.
+    #[error("arrow: {0}")]
+    Arrow(String),
+    /// A manifest could not be read or written.
+    #[error("manifest {path}: {error}")]
+    Manifest {
+        /// The manifest file.
+        path: String,
+        /// What is wrong with it.
+        error: String,
+    },
+    /// A record was offered for a source that is not open.
+    #[error("source {0:?} is not open")]
+    SourceNotOpen(String),
+    /// The Kafka consumer failed.
+    #[error("kafka: {0}")]
+    Kafka(String),
+    /// The job's thread failed.
+    #[error("batch job thread: {0}")]
+    Join(String),
+    /// The test hook stopped the job at this step.
+    #[error("injected crash at step {0}")]
+    InjectedCrash(u64),
+}

@@ -1,0 +1,98 @@
+//! The batch job's own metrics (`qoe_batch_*`), in a Prometheus registry of their own.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+/// The batch job's metrics. Labels are bounded: outcome, reject reason, table, source (a Kafka
+/// partition or an input file).
+#[derive(Clone)]
+pub struct Metrics {
+    /// The registry holding them all.
+    pub registry: Registry,
+    /// `qoe_batch_records_total{outcome}`: records offered, by outcome (`accepted`, `duplicate`,
+    /// `rejected`, `already_stored`).
+    pub records: IntCounterVec,
+    /// `qoe_batch_records_rejected_total{reason}`: invalid records, by reject reason.
+    pub rejected: IntCounterVec,
+    /// `qoe_batch_rows_written_total{table}`: rows written to Parquet (`play_sessions` rows count each
+    /// time their file is rewritten).
+    pub rows: IntCounterVec,
+    /// `qoe_batch_flushes_total`: committed flushes.
+    pub flushes: IntCounter,
+    /// `qoe_batch_flush_duration_seconds`: time to write and commit one flush.
+    pub flush_seconds: Histogram,
+    /// `qoe_batch_committed_offset{source}`: next offset to read per source, after the last commit.
+    pub committed_offset: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Creates the metrics in a new registry.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let records = IntCounterVec::new(
+            Opts::new(
+                "qoe_batch_records_total",
+                "Records offered to the batch job, by outcome",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let rejected = IntCounterVec::new(
+            Opts::new("qoe_batch_records_rejected_total", "Invalid records, by reject reason"),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let rows = IntCounterVec::new(
+            Opts::new("qoe_batch_rows_written_total", "Rows written to Parquet, by table"),
+            &["table"],
+        )
+        .expect("valid metric");
+        let flushes = IntCounter::new("qoe_batch_flushes_total", "Committed flushes").expect("valid metric");
+        let flush_seconds = Histogram::with_opts(HistogramOpts::new(
+            "qoe_batch_flush_duration_seconds",
+            "Time to write and commit one flush",
+        ))
+        .expect("valid metric");
+        let committed_offset = IntGaugeVec::new(
+            Opts::new(
+                "qoe_batch_committed_offset",
+                "Next offset to read per source after the last commit",
+            ),
+            &["source"],
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(records.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rejected.clone()),
+            Box::new(rows.clone()),
+            Box::new(flushes.clone()),
+            Box::new(flush_seconds.clone()),
+            Box::new(committed_offset.clone()),
+        ] {
+            registry.register(collector).expect("unique metric names");
+        }
+        Metrics {
+            registry,
+            records,
+            rejected,
+            rows,
+            flushes,
+            flush_seconds,
+            committed_offset,
+        }
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        let encoder = prometheus::TextEncoder::new();
+        // Encoding into a String only fails on invalid UTF-8, which metric names never are.
+        let _ = encoder.encode_utf8(&self.registry.gather(), &mut text);
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,317 @@
+//! Driving the job from its inputs: an NDJSON file (backfills, benchmarks, tests) or `qoe.beacons.v1`.
+//!
+//! Delivery guarantee: at-least-once reading, exactly-once files. The warehouse's manifests, not the
+//! consumer group, say what is stored: a source resumes right after its last committed offset, and
+//! records before it are skipped when they are delivered again. Group offsets are committed after each
+//! flush for lag monitoring only.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::job::{Job, JobConfig, Offer};
+use crate::metrics::Metrics;
+use crate::BatchError;
+
+/// With `exit_when_idle`, how long to wait for the first record at least.
+const FIRST_RECORD_WAIT: Duration = Duration::from_secs(60);
+
+/// How many rejection messages a run report keeps.
+const REJECTION_SAMPLES: usize = 10;
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunReport {
+    /// Records buffered and committed.
+    pub accepted: u64,
+    /// Repeats of `(session_id, seq)` dropped.
+    pub duplicates: u64,
+    /// Invalid records dropped.
+    pub rejected: u64,
+    /// Records before the resume point, skipped.
+    pub already_stored: u64,
+    /// Flushes committed.
+    pub flushes: u64,
+    /// Beacon rows written.
+    pub rows: u64,
+    /// The first rejections, as `<source>@<offset>: <field>: <problem>`.
+    pub rejection_samples: Vec<String>,
+}
+
+impl RunReport {
+    fn count(&mut self, source: &str, offset: i64, offer: Offer) {
+        match offer {
+            Offer::Accepted => self.accepted += 1,
+            Offer::AlreadyStored => self.already_stored += 1,
+            Offer::Duplicate => self.duplicates += 1,
+            Offer::Rejected(error) => {
+                self.rejected += 1;
+                if self.rejection_samples.len() < REJECTION_SAMPLES {
+                    self.rejection_samples.push(format!("{source}@{offset}: {error}"));
+                }
+            }
+        }
+    }
+}
+
+fn flush(job: &mut Job, report: &mut RunReport, sources: Vec<String>) -> Result<Vec<(String, i64)>, BatchError> {
+    let mut committed = Vec::new();
+    for source in sources {
+        if let Some(stats) = job.flush(&source)? {
+            report.flushes += 1;
+            report.rows += stats.rows;
+            job.metrics()
+                .committed_offset
+                .with_label_values(&[source.as_str()])
+                .set(stats.next_offset);
+            committed.push((source, stats.next_offset));
+        }
+    }
+    Ok(committed)
+}
+
+/// The source id of an input file: `f-` and its file name, with characters other than letters,
+/// digits, `_` and `-` replaced by `_`.
+pub fn file_source_id(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("f-{clean}")
+}
+
+/// Reads an NDJSON file of beacon records (one per line; the line number, from 0, is the offset) into
+/// the warehouse, resuming after the last line committed by an earlier run over the same file name.
+/// Stops early, after committing what it read, when `shutdown` is cancelled.
+pub fn run_file(
+    path: &Path,
+    config: JobConfig,
+    metrics: Metrics,
+    shutdown: &CancellationToken,
+) -> Result<RunReport, BatchError> {
+    let source = file_source_id(path);
+    let mut job = Job::new(config, metrics)?;
+    let mut report = RunReport::default();
+    let next = job.open_source(&source)?;
+    let file = File::open(path).map_err(|error| BatchError::Io {
+        path: path.display().to_string(),
+        error,
+    })?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut line = Vec::with_capacity(4096);
+    let mut offset: i64 = 0;
+    loop {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line).map_err(|error| BatchError::Io {
+            path: path.display().to_string(),
+            error,
+        })?;
+        if read == 0 {
+            break;
+        }
+        let this = offset;
+        offset += 1;
+        if this < next {
+            report.already_stored += 1;
+            continue;
+        }
+        let text = line.trim_ascii();
+        if text.is_empty() {
+            continue;
+        }
+        let offer = job.offer(&source, this, text)?;
+        report.count(&source, this, offer);
+        if this % 1024 == 0 && shutdown.is_cancelled() {
+            break;
+        }
+        let due = job.due();
+        if !due.is_empty() {
+            flush(&mut job, &mut report, due)?;
+        }
+    }
+    let pending = job.pending();
+    flush(&mut job, &mut report, pending)?;
+    Ok(report)
+}
+
+/// Where the Kafka input reads from.
+#[derive(Debug, Clone)]
+pub struct KafkaInput {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// The beacon topic.
+    pub topic: String,
+    /// The consumer group (the batch job's own).
+    pub group_id: String,
+    /// Extra librdkafka properties.
+    pub options: Vec<(String, String)>,
+    /// Stop (after a final flush) when no record arrived for this long (before the first record: for
+    /// this long or 60 s, whichever is longer); `None` runs until shutdown.
+    pub exit_when_idle: Option<Duration>,
+}
+
+/// Partitions revoked by a rebalance, handed from the consumer's callback to the loop.
+#[derive(Default)]
+struct RebalanceContext {
+    revoked: Mutex<Vec<i32>>,
+}
+
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            let mut revoked = self.revoked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            revoked.extend(partitions.elements().iter().map(|element| element.partition()));
+        }
+    }
+}
+
+fn partition_source(partition: i32) -> String {
+    format!("p{partition}")
+}
+
+/// Reads `qoe.beacons.v1` with a consumer group into the warehouse until `shutdown` (or idleness, if
+/// asked), committing a flush per partition as the policy says and a last one at the end.
+pub fn run_kafka(
+    input: &KafkaInput,
+    config: JobConfig,
+    metrics: Metrics,
+    shutdown: &CancellationToken,
+) -> Result<RunReport, BatchError> {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &input.brokers)
+        .set("group.id", &input.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false");
+    for (key, value) in &input.options {
+        client.set(key, value);
+    }
+    let context = RebalanceContext::default();
+    let consumer: BaseConsumer<RebalanceContext> = client
+        .create_with_context(context)
+        .map_err(|error| BatchError::Kafka(error.to_string()))?;
+    consumer
+        .subscribe(&[input.topic.as_str()])
+        .map_err(|error| BatchError::Kafka(error.to_string()))?;
+    let mut job = Job::new(config, metrics)?;
+    let mut report = RunReport::default();
+    let mut last_record = Instant::now();
+    let mut seen_record = false;
+    let mut opened: Vec<String> = Vec::new();
+    let commit_group = |consumer: &BaseConsumer<RebalanceContext>, committed: &[(String, i64)]| {
+        let mut offsets = TopicPartitionList::new();
+        for (source, next) in committed {
+            if let Some(partition) = source.strip_prefix('p').and_then(|number| number.parse::<i32>().ok()) {
+                let _ = offsets.add_partition_offset(&input.topic, partition, Offset::Offset(*next));
+            }
+        }
+        if offsets.count() > 0 {
+            if let Err(error) = consumer.commit(&offsets, CommitMode::Async) {
+                tracing::warn!(%error, "consumer group commit failed (the warehouse's manifests still hold the offsets)");
+            }
+        }
+    };
+    while !shutdown.is_cancelled() {
+        let message = consumer.poll(Duration::from_millis(100));
+        let revoked: Vec<i32> = std::mem::take(
+            &mut *consumer
+                .context()
+                .revoked
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for partition in revoked {
+            let source = partition_source(partition);
+            job.close_source(&source);
+            opened.retain(|known| *known != source);
+        }
+        match message {
+            None => {}
+            Some(Err(error)) => tracing::warn!(%error, "kafka consumer error"),
+            Some(Ok(message)) => {
+                last_record = Instant::now();
+                seen_record = true;
+                let source = partition_source(message.partition());
+                if !opened.contains(&source) {
+                    job.open_source(&source)?;
+                    opened.push(source.clone());
+                }
+                let payload = message.payload().unwrap_or_default();
+                let offer = job.offer(&source, message.offset(), payload)?;
+                report.count(&source, message.offset(), offer);
+            }
+        }
+        let due = job.due();
+        if !due.is_empty() {
+            let committed = flush(&mut job, &mut report, due)?;
+            commit_group(&consumer, &committed);
+        }
+        if let Some(idle) = input.exit_when_idle {
+            // Before the first record, allow for joining the group (tansu takes about 23 s).
+            let limit = if seen_record { idle } else { idle.max(FIRST_RECORD_WAIT) };
+            if last_record.elapsed() >= limit {
+                break;
+            }
+        }
+    }
+    let pending = job.pending();
+    let committed = flush(&mut job, &mut report, pending)?;
+    let mut offsets = TopicPartitionList::new();
+    for (source, next) in &committed {
+        if let Some(partition) = source.strip_prefix('p').and_then(|number| number.parse::<i32>().ok()) {
+            let _ = offsets.add_partition_offset(&input.topic, partition, Offset::Offset(*next));
+        }
+    }
+    if offsets.count() > 0 {
+        if let Err(error) = consumer.commit(&offsets, CommitMode::Sync) {
+            tracing::warn!(%error, "final consumer group commit failed (the warehouse's manifests still hold the offsets)");
+        }
+    }
+    Ok(report)
+}
+
+/// The input of a run.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// An NDJSON file.
+    File(PathBuf),
+    /// The beacon topic.
+    Kafka(KafkaInput),
+}
+
+/// Runs the job on a blocking thread (it does file IO and Parquet encoding throughout).
+pub async fn run(
+    input: Input,
+    config: JobConfig,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> Result<RunReport, BatchError> {
+    let task = tokio::task::spawn_blocking(move || match input {
+        Input::File(path) => run_file(&path, config, metrics, &shutdown),
+        Input::Kafka(kafka) => run_kafka(&kafka, config, metrics, &shutdown),
+    });
+    task.await.map_err(|error| BatchError::Join(error.to_string()))?
+}

@@ -1,0 +1,422 @@
+//! The warehouse on disk: partition paths, Parquet files, and the commit protocol that makes every flush
+//! all-or-nothing.
+//!
+//! ```text
+//! <root>/<table>/dt=YYYY-MM-DD/hour=HH/<source>.<first>-<last>.parquet   beacon tables (play, push, room)
+//! <root>/play_sessions/dt=YYYY-MM-DD/hour=HH/<source>.parquet            rewritten as sessions grow
+//! <root>/_manifests/<source>/<seq>.json                                 the commit record of a flush
+//! <root>/_tmp/<source>/                                                 files of a flush not yet committed
+//! ```
+//!
+//! A flush of one source (a Kafka partition, or one input file) is committed in four steps:
+//! 1. every output file is written and fsynced under `_tmp/<source>/`, where no reader looks;
+//! 2. the manifest (offset range, watermark, and the list of `tmp → final` moves) is written to `_tmp`,
+//!    fsynced, and renamed into `_manifests/<source>/`: **this rename is the commit point**;
+//! 3. the moves are applied (a rename within one file system is atomic) and the directories fsynced;
+//! 4. older manifests of the source are removed.
+//!
+//! [`Warehouse::recover`] runs before a source is read: it re-applies the moves of the latest manifest
+//! (a move whose temporary file is gone was applied already) and empties `_tmp/<source>/`, so a crash
+//! at any point leaves either the whole flush or none of it, and reading resumes right after the last
+//! committed offset.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use qoe_schemas::tables::Table;
+use serde::{Deserialize, Serialize};
+
+use crate::BatchError;
+
+/// Milliseconds in an hour.
+pub const HOUR_MS: i64 = 3_600_000;
+
+/// Rows per Parquet row group: large enough for good compression and few footers, small enough that
+/// statistics prune a day of one CDN.
+const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// One file move of a flush: `tmp` renamed to `path`, or `path` removed when `tmp` is `None` (a
+/// `play_sessions` file left empty because its sessions moved to an earlier hour).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Move {
+    /// Temporary file, relative to the root.
+    pub tmp: Option<String>,
+    /// Final file, relative to the root.
+    pub path: String,
+    /// Rows in the file.
+    pub rows: u64,
+}
+
+/// The commit record of one flush of one source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The source: `p<partition>` for Kafka, `f-<name>` for an input file.
+    pub source: String,
+    /// Flush number of the source, from 1.
+    pub seq: u64,
+    /// First offset the flush covers.
+    pub first_offset: i64,
+    /// Last offset the flush covers (accepted, duplicate or rejected).
+    pub last_offset: i64,
+    /// Largest event time seen up to `last_offset`, epoch ms.
+    pub watermark_ms: i64,
+    /// The file moves.
+    pub moves: Vec<Move>,
+}
+
+/// A warehouse rooted at a local directory.
+#[derive(Debug, Clone)]
+pub struct Warehouse {
+    root: PathBuf,
+}
+
+fn io_error(path: &Path, error: io::Error) -> BatchError {
+    BatchError::Io {
+        path: path.display().to_string(),
+        error,
+    }
+}
+
+impl Warehouse {
+    /// Opens (and creates) a warehouse directory.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, BatchError> {
+        let root = root.into();
+        fs::create_dir_all(&root).map_err(|error| io_error(&root, error))?;
+        Ok(Warehouse { root })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The partition directory of a table for the hour that contains `time_ms`, relative to the root.
+    pub fn partition(table: Table, time_ms: i64) -> String {
+        let (date, hour) = date_hour(time_ms);
+        format!("{}/dt={date}/hour={hour:02}", table.name())
+    }
+
+    /// The name of a beacon-table file of a flush.
+    pub fn data_file_name(source: &str, first_offset: i64, last_offset: i64) -> String {
+        format!("{source}.{first_offset}-{last_offset}.parquet")
+    }
+
+    /// The name of a source's `play_sessions` file in one hour.
+    pub fn sessions_file_name(source: &str) -> String {
+        format!("{source}.parquet")
+    }
+
+    /// The directory for a source's uncommitted files.
+    pub fn tmp_dir(&self, source: &str) -> PathBuf {
+        self.root.join("_tmp").join(source)
+    }
+
+    fn manifest_dir(&self, source: &str) -> PathBuf {
+        self.root.join("_manifests").join(source)
+    }
+
+    /// The committed manifests of a source, oldest first.
+    fn manifests(&self, source: &str) -> Result<Vec<PathBuf>, BatchError> {
+        let dir = self.manifest_dir(source);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(io_error(&dir, error)),
+        };
+        let mut paths = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|error| io_error(&dir, error))?.path();
+            if path.extension().is_some_and(|extension| extension == "json") {
+                paths.push(path);
+            }
+        }
+        // Names are zero-padded flush numbers, so the lexical order is the commit order.
+        paths.sort();
+        Ok(paths)
+    }
+
+    /// Finishes the source's last commit if a crash interrupted it, discards uncommitted files, and
+    /// returns the last manifest (`None` for a source never committed).
+    pub fn recover(&self, source: &str) -> Result<Option<Manifest>, BatchError> {
+        let manifests = self.manifests(source)?;
+        let latest = match manifests.last() {
+            Some(path) => {
+                let text = fs::read_to_string(path).map_err(|error| io_error(path, error))?;
+                let manifest: Manifest = serde_json::from_str(&text).map_err(|error| BatchError::Manifest {
+                    path: path.display().to_string(),
+                    error: error.to_string(),
+                })?;
+                self.apply(&manifest)?;
+                Some(manifest)
+            }
+            None => None,
+        };
+        let tmp_dir = self.tmp_dir(source);
+        match fs::remove_dir_all(&tmp_dir) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io_error(&tmp_dir, error)),
+        }
+        if let Some((_, older)) = manifests.split_last() {
+            for path in older {
+                fs::remove_file(path).map_err(|error| io_error(path, error))?;
+            }
+        }
+        Ok(latest)
+    }
+
+    /// Applies a committed manifest's moves; idempotent.
+    pub fn apply(&self, manifest: &Manifest) -> Result<(), BatchError> {
+        let mut touched_dirs = Vec::new();
+        for file_move in &manifest.moves {
+            let path = self.root.join(&file_move.path);
+            match &file_move.tmp {
+                Some(tmp) => {
+                    let tmp = self.root.join(tmp);
+                    if !tmp.exists() {
+                        continue;
+                    }
+                    fs::rename(&tmp, &path).map_err(|error| io_error(&path, error))?;
+                }
+                None => match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                    Err(error) => return Err(io_error(&path, error)),
+                },
+            }
+            if let Some(dir) = path.parent() {
+                if !touched_dirs.iter().any(|known: &PathBuf| known == dir) {
+                    touched_dirs.push(dir.to_path_buf());
+                }
+            }
+        }
+        for dir in touched_dirs {
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the manifest and renames it into place: the commit point of a flush.
+    pub fn commit(&self, manifest: &Manifest) -> Result<(), BatchError> {
+        let tmp = self.tmp_dir(&manifest.source).join("manifest.json");
+        let text = serde_json::to_vec_pretty(manifest).map_err(|error| BatchError::Manifest {
+            path: tmp.display().to_string(),
+            error: error.to_string(),
+        })?;
+        write_synced(&tmp, &text)?;
+        let dir = self.manifest_dir(&manifest.source);
+        fs::create_dir_all(&dir).map_err(|error| io_error(&dir, error))?;
+        let path = dir.join(format!("{:012}.json", manifest.seq));
+        fs::rename(&tmp, &path).map_err(|error| io_error(&path, error))?;
+        sync_dir(&dir)
+    }
+
+    /// Removes the manifests of a source older than `keep_seq`.
+    pub fn prune_manifests(&self, source: &str, keep_seq: u64) -> Result<(), BatchError> {
+        let keep = format!("{keep_seq:012}.json");
+        for path in self.manifests(source)? {
+            if path.file_name().is_some_and(|name| *name.to_string_lossy() < *keep) {
+                fs::remove_file(&path).map_err(|error| io_error(&path, error))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The files of a table whose partition hour is at or after `from_ms` and whose name satisfies
+    /// `wanted`. Hidden and temporary files are never listed.
+    pub fn files_since(
+        &self,
+        table: Table,
+        from_ms: i64,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<Vec<PathBuf>, BatchError> {
+        let from_hour = from_ms.div_euclid(HOUR_MS) * HOUR_MS;
+        let table_dir = self.root.join(table.name());
+        let mut files = Vec::new();
+        for date_dir in list_dir(&table_dir)? {
+            let Some(date) = dir_value(&date_dir, "dt=") else {
+                continue;
+            };
+            let Some(day_ms) = parse_date(&date) else { continue };
+            if day_ms + 24 * HOUR_MS <= from_hour {
+                continue;
+            }
+            for hour_dir in list_dir(&date_dir)? {
+                let Some(hour) = dir_value(&hour_dir, "hour=").and_then(|hour| hour.parse::<i64>().ok()) else {
+                    continue;
+                };
+                if day_ms + hour * HOUR_MS < from_hour {
+                    continue;
+                }
+                for file in list_dir(&hour_dir)? {
+                    let name = file
+                        .file_name()
+                        .map(|name| name.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    if !name.starts_with('.') && name.ends_with(".parquet") && wanted(&name) {
+                        files.push(file);
+                    }
+                }
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+}
+
+fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, BatchError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(io_error(dir, error)),
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        paths.push(entry.map_err(|error| io_error(dir, error))?.path());
+    }
+    paths.sort();
+    Ok(paths)
+}
+
+fn dir_value(path: &Path, prefix: &str) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    name.strip_prefix(prefix).map(str::to_string)
+}
+
+/// Writes a file and fsyncs it.
+pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BatchError> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|error| io_error(dir, error))?;
+    }
+    fs::write(path, bytes).map_err(|error| io_error(path, error))?;
+    File::open(path)
+        .and_then(|file| file.sync_all())
+        .map_err(|error| io_error(path, error))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), BatchError> {
+    File::open(dir)
+        .and_then(|file| file.sync_all())
+        .map_err(|error| io_error(dir, error))
+}
+
+/// Writes one record batch as a zstd Parquet file sorted by the table's key, with page statistics, and
+/// fsyncs it.
+pub fn write_parquet(path: &Path, table: Table, batch: &RecordBatch) -> Result<(), BatchError> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|error| io_error(dir, error))?;
+    }
+    let schema = batch.schema();
+    let sorting: Vec<SortingColumn> = table
+        .sort_key()
+        .iter()
+        .filter_map(|name| schema.index_of(name).ok())
+        .map(|index| SortingColumn {
+            column_idx: i32::try_from(index).unwrap_or_default(),
+            descending: false,
+            nulls_first: true,
+        })
+        .collect();
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(BatchError::Parquet)?))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_sorting_columns(Some(sorting))
+        .build();
+    let file = File::create(path).map_err(|error| io_error(path, error))?;
+    let mut writer = ArrowWriter::try_new(file, schema, Some(properties)).map_err(BatchError::Parquet)?;
+    writer.write(batch).map_err(BatchError::Parquet)?;
+    let file = writer.into_inner().map_err(BatchError::Parquet)?;
+    file.sync_all().map_err(|error| io_error(path, error))
+}
+
+/// Reads the named columns of a Parquet file (all columns when `columns` is empty).
+pub fn read_parquet(path: &Path, columns: &[&str]) -> Result<Vec<RecordBatch>, BatchError> {
+    let file = File::open(path).map_err(|error| io_error(path, error))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(BatchError::Parquet)?;
+    let builder = if columns.is_empty() {
+        builder
+    } else {
+        let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+        builder.with_projection(mask)
+    };
+    let reader = builder.build().map_err(BatchError::Parquet)?;
+    let mut batches = Vec::new();
+    for batch in reader {
+        batches.push(batch.map_err(|error| BatchError::Arrow(error.to_string()))?);
+    }
+    Ok(batches)
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// (year, month, day) to days since 1970-01-01.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The UTC date (`YYYY-MM-DD`) and hour of an epoch-ms time.
+pub fn date_hour(time_ms: i64) -> (String, i64) {
+    let days = time_ms.div_euclid(24 * HOUR_MS);
+    let hour = time_ms.rem_euclid(24 * HOUR_MS) / HOUR_MS;
+    let (year, month, day) = civil_from_days(days);
+    (format!("{year:04}-{month:02}-{day:02}"), hour)
+}
+
+/// Parses `YYYY-MM-DD` to the epoch ms of its UTC midnight.
+pub fn parse_date(text: &str) -> Option<i64> {
+    let mut parts = text.splitn(3, '-');
+    let year: i64 = parts.next()?.parse().ok()?;
+    let month: i64 = parts.next()?.parse().ok()?;
+    let day: i64 = parts.next()?.parse().ok()?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || text.len() != 10 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    (civil_from_days(days) == (year, month, day)).then_some(days * 24 * HOUR_MS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_round_trip_and_match_known_values() {
+        assert_eq!(date_hour(0), ("1970-01-01".to_string(), 0));
+        assert_eq!(date_hour(1_763_800_000_000), ("2025-11-22".to_string(), 8));
+        assert_eq!(date_hour(951_782_400_000), ("2000-02-29".to_string(), 0));
+        for day in (-1_000..40_000).step_by(7) {
+            let ms = day * 24 * HOUR_MS + 5 * HOUR_MS;
+            let (date, hour) = date_hour(ms);
+            assert_eq!(hour, 5);
+            assert_eq!(parse_date(&date), Some(day * 24 * HOUR_MS));
+        }
+        assert_eq!(parse_date("2026-02-30"), None);
+        assert_eq!(parse_date("2026-1-01"), None);
+    }
+}

@@ -1,0 +1,150 @@
+//! The batch job reading `qoe.beacons.v1` over the Kafka protocol: librdkafka's mock cluster for the fast
+//! suite, and a real broker (tansu, started by `scripts/test.sh`, address in `KAFKA_BROKERS`) for the
+//! end-to-end one. Both check that the warehouse, not the consumer group, decides what is stored: a
+//! second group over the same warehouse stores nothing twice.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use qoe_batch::{run_kafka, JobConfig, KafkaInput, Metrics, RunReport};
+use rdkafka::config::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use support::{line, simulated, warehouse_rows, write_lines};
+use tokio_util::sync::CancellationToken;
+
+fn produce(brokers: &str, topic: &str, lines: &[String], keys: &[String]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for (text, key) in lines.iter().zip(keys) {
+        let mut record = BaseRecord::to(topic).payload(text.as_str()).key(key.as_str());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, returned)) => {
+                    record = returned;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// Runs the job until it has been offered `expected` records in all (a real consumer runs until
+/// shutdown; the count is the test's way to know it is done), then shuts it down.
+fn consume(brokers: &str, topic: &str, group: &str, warehouse: &std::path::Path, expected: u64) -> RunReport {
+    let input = KafkaInput {
+        brokers: brokers.to_string(),
+        topic: topic.to_string(),
+        group_id: group.to_string(),
+        // A member that left is forgotten sooner, so that the next run of the group starts sooner.
+        options: vec![
+            ("session.timeout.ms".to_string(), "6000".to_string()),
+            ("heartbeat.interval.ms".to_string(), "500".to_string()),
+        ],
+        exit_when_idle: None,
+    };
+    let config = JobConfig {
+        flush_records: 700,
+        ..JobConfig::new(warehouse)
+    };
+    let metrics = Metrics::new();
+    let shutdown = CancellationToken::new();
+    let job = {
+        let (metrics, shutdown) = (metrics.clone(), shutdown.clone());
+        std::thread::spawn(move || run_kafka(&input, config, metrics, &shutdown))
+    };
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(120);
+    let offered = || {
+        ["accepted", "duplicate", "rejected", "already_stored"]
+            .iter()
+            .map(|outcome| metrics.records.with_label_values(&[*outcome]).get())
+            .sum::<u64>()
+    };
+    while offered() < expected && Instant::now() < deadline && !job.is_finished() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "group {group}: {} of {expected} records in {:?}",
+        offered(),
+        started.elapsed()
+    );
+    assert_eq!(offered(), expected, "records offered to group {group}");
+    shutdown.cancel();
+    job.join().expect("job thread").expect("batch job")
+}
+
+/// Stores beacons from the topic, then more beacons with retries of earlier ones, then runs a new group
+/// over the same warehouse; the warehouse must equal the one built from a file of the same beacons.
+fn exactly_once_across_groups(brokers: &str, topic: &str) {
+    // Small enough that no partition passes the mock cluster's log size limit (about 5 MB per partition,
+    // beyond which it drops the oldest records).
+    let beacons = simulated(20, 80, 8, 5);
+    let lines: Vec<String> = beacons.iter().map(line).collect();
+    let keys: Vec<String> = beacons.iter().map(|beacon| beacon.room_id.clone()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().join("warehouse");
+    let half = lines.len() / 2;
+
+    produce(brokers, topic, &lines[..half], &keys[..half]);
+    let first = consume(brokers, topic, "batch-a", &warehouse, half as u64);
+    assert_eq!(first.accepted as usize, half);
+
+    // The rest, plus SDK retries of 100 beacons of the first half.
+    let mut rest: Vec<String> = lines[half..].to_vec();
+    let mut rest_keys: Vec<String> = keys[half..].to_vec();
+    rest.extend(lines[..100].iter().cloned());
+    rest_keys.extend(keys[..100].iter().cloned());
+    produce(brokers, topic, &rest, &rest_keys);
+    let second = consume(brokers, topic, "batch-a", &warehouse, rest.len() as u64);
+    assert_eq!(second.accepted as usize, lines.len() - half);
+    assert_eq!(second.duplicates, 100);
+
+    let fresh_group = consume(brokers, topic, "batch-b", &warehouse, (lines.len() + 100) as u64);
+    assert_eq!(fresh_group.accepted, 0);
+    assert_eq!(fresh_group.already_stored as usize, lines.len() + 100);
+
+    let reference = dir.path().join("reference");
+    let input = write_lines(dir.path(), "beacons.ndjson", &lines);
+    qoe_batch::run_file(
+        &input,
+        JobConfig::new(&reference),
+        Metrics::new(),
+        &CancellationToken::new(),
+    )
+    .unwrap();
+    assert_eq!(warehouse_rows(&warehouse), warehouse_rows(&reference));
+}
+
+#[test]
+fn mock_cluster_partitions_land_exactly_once() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(qoe_schemas::BEACONS_TOPIC, 4, 1).unwrap();
+    exactly_once_across_groups(&cluster.bootstrap_servers(), qoe_schemas::BEACONS_TOPIC);
+}
+
+#[test]
+#[ignore = "needs a Kafka broker in KAFKA_BROKERS (scripts/test.sh starts tansu)"]
+fn real_broker_partitions_land_exactly_once() {
+    let brokers = std::env::var("KAFKA_BROKERS").expect("KAFKA_BROKERS");
+    let topic = format!("qoe.beacons.batch-e2e-{}", std::process::id());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let outcomes = runtime
+        .block_on(qoe_collector::kafka::create_topics(
+            &brokers,
+            &Default::default(),
+            &[topic.as_str()],
+            3,
+            1,
+        ))
+        .expect("create topic");
+    assert_eq!(outcomes.len(), 1);
+    exactly_once_across_groups(&brokers, &topic);
+}

@@ -1,0 +1,120 @@
+//! Opening the warehouse: one DataFusion `ListingTable` per table with the `dt`/`hour` Hive partition
+//! columns, skipping in-progress files, and an empty table when a table directory is missing.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use chrono::NaiveDate;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use qoe_schemas::tables::{self, Table};
+
+use crate::{ReportError, Result};
+
+/// Parses a `YYYY-MM-DD` flag value; `flag` names the flag in the error.
+pub fn parse_date(flag: &'static str, value: &str) -> Result<NaiveDate> {
+    NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d").map_err(|_| ReportError::BadDate {
+        flag,
+        value: value.to_string(),
+    })
+}
+
+/// Checks `from <= to`.
+pub(crate) fn check_range(from: NaiveDate, to: NaiveDate) -> Result<()> {
+    if from > to {
+        return Err(ReportError::BadArgument {
+            flag: "--from",
+            value: from.to_string(),
+            reason: format!("after --to {to}"),
+        });
+    }
+    Ok(())
+}
+
+/// A SQL string literal.
+pub(crate) fn lit(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// A date as a SQL string literal comparable with the `dt` partition column.
+pub(crate) fn day_lit(day: NaiveDate) -> String {
+    format!("'{}'", day.format("%Y-%m-%d"))
+}
+
+/// The schema of a table as registered: the file columns plus `dt` and `hour` (strings).
+fn registered_schema(table: Table) -> SchemaRef {
+    let mut fields: Vec<Field> = tables::schema(table)
+        .fields()
+        .iter()
+        .map(|field| field.as_ref().clone())
+        .collect();
+    fields.push(Field::new("dt", DataType::Utf8, false));
+    fields.push(Field::new("hour", DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// A session with the warehouse tables registered as `play`, `push`, `room` and `play_sessions`.
+/// Returns the context and the names of the tables whose directory is missing.
+pub(crate) async fn open(warehouse: &Path) -> Result<(SessionContext, Vec<&'static str>)> {
+    let is_dir = tokio::fs::metadata(warehouse)
+        .await
+        .map(|meta| meta.is_dir())
+        .unwrap_or(false);
+    if !is_dir {
+        return Err(ReportError::NoWarehouse(warehouse.to_path_buf()));
+    }
+    // Two target partitions keep the plans small: the warehouse of one deployment is read by one
+    // report process, and the queries are dominated by Parquet decoding.
+    let config = SessionConfig::new()
+        .with_target_partitions(2)
+        .with_information_schema(false);
+    let ctx = SessionContext::new_with_config(config);
+    let mut missing = Vec::new();
+    for table in Table::ALL {
+        let dir = warehouse.join(table.name());
+        let exists = tokio::fs::metadata(&dir)
+            .await
+            .map(|meta| meta.is_dir())
+            .unwrap_or(false);
+        if !exists {
+            missing.push(table.name());
+            let empty = MemTable::try_new(registered_schema(table), vec![vec![]])?;
+            ctx.register_table(table.name(), Arc::new(empty))?;
+            continue;
+        }
+        let dir = std::path::absolute(&dir).map_err(|source| ReportError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        // The glob applies to the file name (segments holding `=` are partition directories):
+        // names starting with `.` are files being written.
+        let url = ListingTableUrl::parse(format!("{}/", dir.display()))?.with_glob("[!.]*")?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(vec![
+                ("dt".to_string(), DataType::Utf8),
+                ("hour".to_string(), DataType::Utf8),
+            ]);
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(tables::schema(table));
+        ctx.register_table(table.name(), Arc::new(ListingTable::try_new(config)?))?;
+    }
+    Ok((ctx, missing))
+}
+
+/// Runs one SQL statement and collects its batches (empty batches dropped).
+pub(crate) async fn query(ctx: &SessionContext, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    tracing::debug!(sql, "report query");
+    let frame = ctx.sql(sql).await?;
+    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await?;
+    let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+    // The executed plan's batches are authoritative (the logical schema may name a narrower type).
+    let schema = batches.first().map(RecordBatch::schema).unwrap_or(schema);
+    Ok((schema, batches))
+}
