@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The project's test command (see README): installs what it needs into ~/.cache/qoe, then runs the
-# format and lint checks, every test suite (the broker suites against a real tansu process, or against
-# the broker in KAFKA_BROKERS if set), and a short fuzzing run of the beacon decoder.
+# The project's test command (see README): installs what it needs into ~/.cache/qoe (tansu, cargo-fuzz,
+# PyPI's duckdb-cli) and Debian's chromium if missing, then runs the format and lint checks, every test
+# suite (the broker suites against a real tansu process, or against the broker in KAFKA_BROKERS if set;
+# the DuckDB and Chromium suites against the installed tools), and a short fuzzing run of the beacon
+# decoder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -11,6 +13,10 @@ cargo fmt --all -- --check
 
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tools for the batch suites"
+ensure_duckdb
+ensure_chromium
 
 if [ -z "${KAFKA_BROKERS:-}" ]; then
   step "broker"

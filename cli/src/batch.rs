@@ -53,9 +53,17 @@ pub(crate) async fn run(args: BatchArgs, shutdown: CancellationToken) -> anyhow:
     if args.flush_records == 0 {
         bail!("--flush-records: must be at least 1");
     }
-    if args.dedup_horizon_hours == 0 || args.session_horizon_hours == 0 {
-        bail!("--dedup-horizon-hours and --session-horizon-hours: must be at least 1");
+    if args.flush_interval_secs == 0 {
+        bail!("--flush-interval-secs: must be at least 1");
     }
+    let hours = |flag: &str, value: u64| -> anyhow::Result<Duration> {
+        if !(1..=24 * 365).contains(&value) {
+            bail!("{flag}: {value} is not between 1 and 8760 hours");
+        }
+        Ok(Duration::from_secs(value * 3600))
+    };
+    let dedup_horizon = hours("--dedup-horizon-hours", args.dedup_horizon_hours)?;
+    let session_horizon = hours("--session-horizon-hours", args.session_horizon_hours)?;
     let input = if args.input == "kafka" {
         let mut options = Vec::new();
         for option in &args.kafka_options {
@@ -83,8 +91,8 @@ pub(crate) async fn run(args: BatchArgs, shutdown: CancellationToken) -> anyhow:
     let config = JobConfig {
         flush_records: args.flush_records,
         flush_interval: Duration::from_secs(args.flush_interval_secs),
-        dedup_horizon: Duration::from_secs(args.dedup_horizon_hours * 3600),
-        session_horizon: Duration::from_secs(args.session_horizon_hours * 3600),
+        dedup_horizon,
+        session_horizon,
         ..JobConfig::new(&args.warehouse)
     };
     let started = std::time::Instant::now();
@@ -105,6 +113,9 @@ pub(crate) async fn run(args: BatchArgs, shutdown: CancellationToken) -> anyhow:
     );
     for sample in &report.rejection_samples {
         println!("  rejected {sample}");
+    }
+    if report.incomplete_last_line {
+        println!("  the input's last line has no newline yet (still being written?): left for the next run");
     }
     println!("warehouse: {}", args.warehouse.display());
     if let Some(path) = &args.report_json {

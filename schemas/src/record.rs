@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::beacon::Beacon;
 use crate::fields::{ENRICHMENT_FIELDS, MAX_TS_MS, MIN_TS_MS};
-use crate::validate::{parse_valid, validate, FieldError, RejectReason};
+use crate::validate::{validate, FieldError, RejectReason};
 
 /// Longest accepted `client_subnet` and `key_id`, in characters.
 const MAX_ENRICHMENT_CHARS: usize = 64;
@@ -50,8 +50,8 @@ pub fn parse_record(text: &str) -> Result<Beacon, FieldError> {
     Ok(beacon)
 }
 
-/// The typed path: the record deserializes straight into a [`Beacon`], the beacon part passes the fast
-/// validator and the enrichment is in range.
+/// The typed path (as [`crate::parse_valid`] for SDK beacons): the record deserializes straight into a
+/// [`Beacon`], the beacon part passes the fast validator and the enrichment is in range.
 fn parse_fast(text: &str) -> Option<Beacon> {
     if !text.trim_start().starts_with('{') {
         return None;
@@ -70,13 +70,14 @@ fn parse_fast(text: &str) -> Option<Beacon> {
     if !(times_ok && texts_ok) {
         return None;
     }
-    let stripped = serde_json::to_string(&beacon).ok()?;
-    let mut valid = parse_valid(&stripped)?;
-    valid.received_at = received_at;
-    valid.event_time = event_time;
-    valid.client_subnet = client_subnet;
-    valid.key_id = key_id;
-    Some(valid)
+    if !crate::typed::is_valid(&beacon) {
+        return None;
+    }
+    beacon.received_at = received_at;
+    beacon.event_time = event_time;
+    beacon.client_subnet = client_subnet;
+    beacon.key_id = key_id;
+    Some(beacon)
 }
 
 fn in_time_range(ms: u64) -> bool {

@@ -115,6 +115,20 @@ fn judge(validator: &jsonschema::Validator, example: &Value, tally: &mut Tally, 
         rust.as_ref().map_err(ToString::to_string),
         "{what}: parse_beacon and validate disagree on {example}"
     );
+    // The jobs' reader of Kafka records takes SDK beacons exactly as the collector does.
+    let has_enrichment = example.as_object().is_some_and(|map| {
+        qoe_schemas::fields::ENRICHMENT_FIELDS
+            .iter()
+            .any(|name| map.contains_key(*name))
+    });
+    if !has_enrichment {
+        let as_record = qoe_schemas::parse_record(&example.to_string());
+        assert_eq!(
+            as_record.as_ref().map_err(ToString::to_string),
+            rust.as_ref().map_err(ToString::to_string),
+            "{what}: parse_record and validate disagree on {example}"
+        );
+    }
     tally.examples += 1;
     match (&rust, schema_accepts) {
         (Ok(_), true) => tally.accepted += 1,

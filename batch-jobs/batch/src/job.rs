@@ -22,7 +22,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::columns::{beacon_batch, sort_for_table};
 use crate::metrics::Metrics;
-use crate::sessions::{rows_from_batch, sessions_batch, SessionRow};
+use crate::sessions::{rows_from_batch, sessions_batch, SessionRow, ATTRIBUTES};
 use crate::warehouse::{self, Manifest, Move, Warehouse, HOUR_MS};
 use crate::BatchError;
 
@@ -71,14 +71,26 @@ pub enum Offer {
     Rejected(FieldError),
 }
 
-/// A session's current `play_sessions` row.
+/// Where a `play_sessions` row is: its start with the buffered beacons, and as committed.
 #[derive(Debug, Clone, Copy)]
-struct SessionSlot {
+struct RowPlace {
+    /// Which row of the session this is (counts cuts since the source was opened).
+    generation: u32,
     /// Start of the row including buffered beacons.
     start_ms: i64,
     /// Start of the row as committed, `None` for a row not committed yet.
     committed_start_ms: Option<i64>,
 }
+
+/// A session's current `play_sessions` row, and the row it was cut from in the unflushed buffer.
+#[derive(Debug, Clone, Copy)]
+struct SessionSlot {
+    current: RowPlace,
+    prior: Option<RowPlace>,
+}
+
+/// The row tag of a buffered beacon that is not folded into `play_sessions`.
+const NOT_FOLDED: u32 = u32::MAX;
 
 /// The state of one source.
 #[derive(Debug)]
@@ -88,10 +100,12 @@ struct SourceState {
     watermark_ms: i64,
     dedup: HashMap<u128, i64>,
     sessions: HashMap<String, SessionSlot>,
-    buffer: Vec<Beacon>,
+    /// Accepted beacons, each with the generation of the session row it folds into.
+    buffer: Vec<(Beacon, u32)>,
     first_offset: Option<i64>,
     last_offset: Option<i64>,
     oldest: Option<Instant>,
+    fingerprint: Option<String>,
 }
 
 /// Counts of what a flush committed.
@@ -113,14 +127,28 @@ pub struct Job {
     buffered: usize,
     steps: u64,
     metrics: Metrics,
+    /// This writer's directory name under `_tmp/<source>/`: two writers never share temporary files.
+    writer: String,
 }
 
-fn dedup_key(beacon: &Beacon) -> u128 {
+fn dedup_key(session_id: &str, seq: u64) -> u128 {
     let mut hasher = Xxh3::new();
-    hasher.update(beacon.session_id.as_bytes());
+    hasher.update(session_id.as_bytes());
     hasher.update(&[0xff]);
-    hasher.update(&beacon.seq.to_le_bytes());
+    hasher.update(&seq.to_le_bytes());
     hasher.digest128()
+}
+
+/// Index of `cdn` in [`SessionRow::attributes`], the first sort column of `play_sessions`.
+const CDN_ATTRIBUTE: usize = 8;
+const _: () = assert!(matches!(ATTRIBUTES[CDN_ATTRIBUTE].as_bytes(), b"cdn"));
+
+fn writer_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    format!("w{}-{nanos}", std::process::id())
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -142,6 +170,7 @@ impl Job {
             buffered: 0,
             steps: 0,
             metrics,
+            writer: writer_id(),
         })
     }
 
@@ -184,8 +213,10 @@ impl Job {
             first_offset: None,
             last_offset: None,
             oldest: None,
+            fingerprint: manifest.as_ref().and_then(|manifest| manifest.fingerprint.clone()),
         };
-        if manifest.is_some() {
+        // A source whose commits so far held no valid record has nothing to rebuild.
+        if manifest.is_some() && watermark_ms != i64::MIN {
             self.rebuild(source, &mut state)?;
         }
         tracing::info!(source, next_offset, watermark_ms, "source opened");
@@ -224,12 +255,8 @@ impl Job {
                         if time < dedup_from {
                             continue;
                         }
-                        let key = Beacon {
-                            session_id: sessions.value(row).to_string(),
-                            seq: u64::try_from(seqs.value(row)).unwrap_or_default(),
-                            ..Default::default()
-                        };
-                        state.dedup.insert(dedup_key(&key), time);
+                        let seq = u64::try_from(seqs.value(row)).unwrap_or_default();
+                        state.dedup.insert(dedup_key(sessions.value(row), seq), time);
                     }
                 }
             }
@@ -255,12 +282,20 @@ impl Job {
                 };
                 for row in 0..batch.num_rows() {
                     let start_ms = starts.value(row);
+                    if start_ms < sessions_from {
+                        continue;
+                    }
                     let slot = SessionSlot {
-                        start_ms,
-                        committed_start_ms: Some(start_ms),
+                        current: RowPlace {
+                            generation: 0,
+                            start_ms,
+                            committed_start_ms: Some(start_ms),
+                        },
+                        prior: None,
                     };
+                    // A session cut in two has two rows: the later one is current.
                     let entry = state.sessions.entry(sessions.value(row).to_string()).or_insert(slot);
-                    if entry.start_ms < start_ms {
+                    if entry.current.start_ms < start_ms {
                         *entry = slot;
                     }
                 }
@@ -269,12 +304,25 @@ impl Job {
         Ok(())
     }
 
+    /// The fingerprint of an open source: as committed, or as set for its next commit.
+    pub fn fingerprint(&self, source: &str) -> Option<&str> {
+        self.sources.get(source).and_then(|state| state.fingerprint.as_deref())
+    }
+
+    /// Sets the fingerprint an open source's commits carry from now on.
+    pub fn set_fingerprint(&mut self, source: &str, fingerprint: String) {
+        if let Some(state) = self.sources.get_mut(source) {
+            state.fingerprint = Some(fingerprint);
+        }
+    }
+
     /// Drops a source's state and its unflushed records (its partition was revoked); nothing committed
     /// is affected, and the next owner reads the dropped records again.
     pub fn close_source(&mut self, source: &str) {
         if let Some(state) = self.sources.remove(source) {
             self.buffered -= state.buffer.len();
         }
+        let _ = self.metrics.committed_offset.remove_label_values(&[source]);
     }
 
     /// Offers one record of an opened source at `offset` (offsets must grow).
@@ -286,7 +334,7 @@ impl Job {
         };
         let already_seen = offset < state.next_offset || state.last_offset.is_some_and(|last| offset <= last);
         if already_seen {
-            self.metrics.records.with_label_values(&["already_stored"]).inc();
+            self.metrics.already_stored.inc();
             return Ok(Offer::AlreadyStored);
         }
         state.first_offset.get_or_insert(offset);
@@ -304,7 +352,7 @@ impl Job {
         let beacon = match parsed {
             Ok(beacon) => beacon,
             Err(error) => {
-                self.metrics.records.with_label_values(&["rejected"]).inc();
+                self.metrics.rejected_records.inc();
                 self.metrics.rejected.with_label_values(&[error.reason.as_str()]).inc();
                 tracing::debug!(source, offset, %error, "record rejected");
                 return Ok(Offer::Rejected(error));
@@ -313,31 +361,52 @@ impl Job {
         let event_time = i64::try_from(beacon.event_time_ms()).unwrap_or(i64::MAX);
         let watermark = state.watermark_ms;
         let dedup_from = watermark.saturating_sub(dedup_horizon);
-        let key = dedup_key(&beacon);
+        let key = dedup_key(&beacon.session_id, beacon.seq);
         if state.dedup.get(&key).is_some_and(|seen| *seen >= dedup_from) {
-            self.metrics.records.with_label_values(&["duplicate"]).inc();
+            self.metrics.duplicates.inc();
             return Ok(Offer::Duplicate);
         }
         if event_time >= dedup_from {
             state.dedup.insert(key, event_time);
         }
-        if beacon.kind.family() == Family::Play {
-            let sessions_from = watermark.saturating_sub(session_horizon);
+        let mut generation = NOT_FOLDED;
+        let sessions_from = watermark.saturating_sub(session_horizon);
+        if beacon.kind.family() == Family::Play && event_time < sessions_from {
+            // Older than the session horizon: kept in `play`, not folded into `play_sessions`.
+            self.metrics.session_late.inc();
+        } else if beacon.kind.family() == Family::Play {
+            let new_row = |generation: u32| RowPlace {
+                generation,
+                start_ms: event_time,
+                committed_start_ms: None,
+            };
             match state.sessions.get_mut(&beacon.session_id) {
-                Some(slot) if slot.start_ms >= sessions_from => slot.start_ms = slot.start_ms.min(event_time),
-                _ => {
+                Some(slot) if slot.current.start_ms >= sessions_from => {
+                    slot.current.start_ms = slot.current.start_ms.min(event_time);
+                    generation = slot.current.generation;
+                }
+                Some(slot) => {
+                    // The row started more than the horizon ago: cut the session, start a new row.
+                    generation = slot.current.generation.wrapping_add(1) % NOT_FOLDED;
+                    *slot = SessionSlot {
+                        current: new_row(generation),
+                        prior: Some(slot.current),
+                    };
+                }
+                None => {
+                    generation = 0;
                     let slot = SessionSlot {
-                        start_ms: event_time,
-                        committed_start_ms: None,
+                        current: new_row(generation),
+                        prior: None,
                     };
                     state.sessions.insert(beacon.session_id.clone(), slot);
                 }
             }
         }
         state.watermark_ms = watermark.max(event_time);
-        state.buffer.push(beacon);
+        state.buffer.push((beacon, generation));
         self.buffered += 1;
-        self.metrics.records.with_label_values(&["accepted"]).inc();
+        self.metrics.accepted.inc();
         Ok(Offer::Accepted)
     }
 
@@ -377,7 +446,16 @@ impl Job {
         let buffer = std::mem::take(&mut state.buffer);
         let seq = state.committed_seq + 1;
         let watermark_ms = state.watermark_ms;
-        let result = self.write_flush(source, seq, first_offset, last_offset, watermark_ms, &buffer);
+        let fingerprint = state.fingerprint.clone();
+        let result = self.write_flush(
+            source,
+            seq,
+            first_offset,
+            last_offset,
+            watermark_ms,
+            fingerprint,
+            &buffer,
+        );
         self.buffered -= buffer.len();
         let (moves, rows) = match result {
             Ok(done) => done,
@@ -392,7 +470,8 @@ impl Job {
             return Err(BatchError::SourceNotOpen(source.to_string()));
         };
         for slot in state.sessions.values_mut() {
-            slot.committed_start_ms = Some(slot.start_ms);
+            slot.current.committed_start_ms = Some(slot.current.start_ms);
+            slot.prior = None;
         }
         state.next_offset = last_offset + 1;
         state.committed_seq = seq;
@@ -402,7 +481,7 @@ impl Job {
         let dedup_from = watermark_ms.saturating_sub(millis(self.config.dedup_horizon));
         state.dedup.retain(|_, time| *time >= dedup_from);
         let sessions_from = watermark_ms.saturating_sub(millis(self.config.session_horizon));
-        state.sessions.retain(|_, slot| slot.start_ms >= sessions_from);
+        state.sessions.retain(|_, slot| slot.current.start_ms >= sessions_from);
         let stats = FlushStats {
             next_offset: last_offset + 1,
             rows,
@@ -422,15 +501,17 @@ impl Job {
         first_offset: i64,
         last_offset: i64,
         watermark_ms: i64,
-        buffer: &[Beacon],
+        fingerprint: Option<String>,
+        buffer: &[(Beacon, u32)],
     ) -> Result<(usize, u64), BatchError> {
-        let tmp_dir = self.warehouse.tmp_dir(source);
+        let tmp_dir = self.warehouse.tmp_dir(source).join(&self.writer);
+        let tmp_prefix = format!("_tmp/{source}/{}", self.writer);
         let data_name = Warehouse::data_file_name(source, first_offset, last_offset);
         let mut moves = Vec::new();
         let mut rows = 0;
 
         let mut groups: BTreeMap<(Table, i64), Vec<&Beacon>> = BTreeMap::new();
-        for beacon in buffer {
+        for (beacon, _) in buffer {
             let time = i64::try_from(beacon.event_time_ms()).unwrap_or(i64::MAX);
             let table = Table::of_family(beacon.kind.family());
             groups.entry((table, hour_of(time))).or_default().push(beacon);
@@ -446,7 +527,7 @@ impl Job {
             rows += count;
             self.metrics.rows.with_label_values(&[table.name()]).inc_by(count);
             moves.push(Move {
-                tmp: Some(format!("_tmp/{source}/{tmp_name}")),
+                tmp: Some(format!("{tmp_prefix}/{tmp_name}")),
                 path: format!("{}/{data_name}", Warehouse::partition(table, hour)),
                 rows: count,
             });
@@ -460,17 +541,11 @@ impl Job {
             last_offset,
             watermark_ms,
             moves,
+            fingerprint,
         };
-        for file_move in &manifest.moves {
-            if let Some(dir) = self.warehouse.root().join(&file_move.path).parent() {
-                std::fs::create_dir_all(dir).map_err(|error| BatchError::Io {
-                    path: dir.display().to_string(),
-                    error,
-                })?;
-            }
-        }
+        self.warehouse.prepare(&manifest, &tmp_dir)?;
         self.step()?;
-        self.warehouse.commit(&manifest)?;
+        self.warehouse.commit(&manifest, &tmp_dir)?;
         for file_move in &manifest.moves {
             self.step()?;
             self.warehouse.apply(&Manifest {
@@ -488,16 +563,20 @@ impl Job {
         &mut self,
         source: &str,
         seq: u64,
-        buffer: &[Beacon],
+        buffer: &[(Beacon, u32)],
         moves: &mut Vec<Move>,
     ) -> Result<(), BatchError> {
-        let mut partials: BTreeMap<&str, SessionRow> = BTreeMap::new();
-        for beacon in buffer.iter().filter(|beacon| beacon.kind.family() == Family::Play) {
+        // One partial row per (session, row generation), in offset order.
+        let mut partials: BTreeMap<(&str, u32), SessionRow> = BTreeMap::new();
+        for (beacon, generation) in buffer {
+            if *generation == NOT_FOLDED {
+                continue;
+            }
             let row = SessionRow::from_beacon(beacon);
-            match partials.get_mut(beacon.session_id.as_str()) {
+            match partials.get_mut(&(beacon.session_id.as_str(), *generation)) {
                 Some(partial) => partial.merge(row),
                 None => {
-                    partials.insert(&beacon.session_id, row);
+                    partials.insert((&beacon.session_id, *generation), row);
                 }
             }
         }
@@ -507,62 +586,58 @@ impl Job {
         let Some(state) = self.sources.get(source) else {
             return Err(BatchError::SourceNotOpen(source.to_string()));
         };
-        // Where each touched session's row was and where it goes.
+        // Where each partial's row was committed (if it was) and where it goes.
         let mut placements = Vec::with_capacity(partials.len());
         let mut hours = BTreeSet::new();
-        for (session, partial) in &partials {
-            let slot = state.sessions.get(*session).copied();
-            let start = slot.map_or(partial.start_time, |slot| slot.start_ms);
-            let new_hour = hour_of(start);
-            let old_hour = slot.and_then(|slot| slot.committed_start_ms).map(hour_of);
-            hours.insert(new_hour);
-            hours.extend(old_hour);
-            placements.push((*session, old_hour, new_hour));
+        for ((session, generation), partial) in partials {
+            let slot = state.sessions.get(session);
+            let place = slot.and_then(|slot| {
+                [Some(slot.current), slot.prior]
+                    .into_iter()
+                    .flatten()
+                    .find(|place| place.generation == generation)
+            });
+            let (committed_start, start) = place.map_or((None, partial.start_time), |place| {
+                (place.committed_start_ms, place.start_ms)
+            });
+            hours.insert(hour_of(start));
+            hours.extend(committed_start.map(hour_of));
+            placements.push((session, committed_start, start, partial));
         }
         let file_name = Warehouse::sessions_file_name(source);
-        let mut files: BTreeMap<i64, BTreeMap<String, SessionRow>> = BTreeMap::new();
+        let mut files: BTreeMap<i64, Vec<SessionRow>> = BTreeMap::new();
         for hour in &hours {
             let path = self
                 .warehouse
                 .root()
                 .join(Warehouse::partition(Table::PlaySessions, *hour))
                 .join(&file_name);
-            let mut rows: BTreeMap<String, SessionRow> = BTreeMap::new();
+            let mut rows = Vec::new();
             if path.exists() {
                 for batch in warehouse::read_parquet(&path, &[])? {
-                    for row in rows_from_batch(&batch).map_err(|error| BatchError::Arrow(error.to_string()))? {
-                        match rows.get_mut(&row.session_id) {
-                            Some(existing) => existing.merge(row),
-                            None => {
-                                rows.insert(row.session_id.clone(), row);
-                            }
-                        }
-                    }
+                    rows.extend(rows_from_batch(&batch).map_err(|error| BatchError::Arrow(error.to_string()))?);
                 }
             }
             files.insert(*hour, rows);
         }
-        for (session, old_hour, new_hour) in placements {
-            let Some(mut row) = partials.remove(session) else {
-                continue;
-            };
-            if let Some(old_hour) = old_hour {
-                let stored = files.get_mut(&old_hour).and_then(|rows| rows.remove(session));
-                if let Some(stored) = stored {
-                    row.merge(stored);
-                }
-            }
-            if let Some(rows) = files.get_mut(&new_hour) {
-                match rows.get_mut(session) {
-                    Some(existing) => existing.merge(row),
-                    None => {
-                        rows.insert(session.to_string(), row);
+        for (session, committed_start, start, mut row) in placements {
+            if let Some(committed_start) = committed_start {
+                let stored_rows = files.get_mut(&hour_of(committed_start));
+                if let Some(rows) = stored_rows {
+                    let stored = rows
+                        .iter()
+                        .position(|stored| stored.session_id == session && stored.start_time == committed_start);
+                    if let Some(index) = stored {
+                        row.merge(rows.swap_remove(index));
                     }
                 }
             }
+            if let Some(rows) = files.get_mut(&hour_of(start)) {
+                rows.push(row);
+            }
         }
-        let tmp_dir = self.warehouse.tmp_dir(source);
-        for (hour, rows) in files {
+        let tmp_dir = self.warehouse.tmp_dir(source).join(&self.writer);
+        for (hour, mut rows) in files {
             let path = format!("{}/{file_name}", Warehouse::partition(Table::PlaySessions, hour));
             if rows.is_empty() {
                 moves.push(Move {
@@ -572,14 +647,16 @@ impl Job {
                 });
                 continue;
             }
-            let mut ordered: Vec<&SessionRow> = rows.values().collect();
-            ordered.sort_by(|a, b| {
-                (a.attributes[8].as_deref(), &a.room_id, &a.session_id).cmp(&(
-                    b.attributes[8].as_deref(),
+            let cdn = |row: &SessionRow| row.attributes[CDN_ATTRIBUTE].clone();
+            rows.sort_by(|a, b| {
+                (cdn(a), &a.room_id, &a.session_id, a.start_time).cmp(&(
+                    cdn(b),
                     &b.room_id,
                     &b.session_id,
+                    b.start_time,
                 ))
             });
+            let ordered: Vec<&SessionRow> = rows.iter().collect();
             let batch = sessions_batch(&ordered).map_err(|error| BatchError::Arrow(error.to_string()))?;
             let tmp_name = format!("{seq}.{}.sessions.parquet", moves.len());
             self.step()?;
@@ -589,7 +666,7 @@ impl Job {
                 .with_label_values(&[Table::PlaySessions.name()])
                 .inc_by(ordered.len() as u64);
             moves.push(Move {
-                tmp: Some(format!("_tmp/{source}/{tmp_name}")),
+                tmp: Some(format!("_tmp/{source}/{}/{tmp_name}", self.writer)),
                 path,
                 rows: ordered.len() as u64,
             });

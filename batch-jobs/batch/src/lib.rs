@@ -12,8 +12,10 @@
 //!   input file) is committed by one atomic rename of its manifest; a crash at any step leaves either the
 //!   whole flush or nothing, and the next run resumes right after the last committed offset
 //!   ([`warehouse`] describes the protocol);
-//! - **deterministic**: the same records give the same rows whatever the crashes and restarts
-//!   ([`job`] explains the rules that make de-duplication and sessions independent of flush timing);
+//! - **deterministic**: the same records give the same beacon rows whatever the crashes and restarts,
+//!   and the same sessions ([`job`] explains the rules that make de-duplication and session rows
+//!   independent of flush timing; `docs/warehouse.md` lists the few `play_sessions` values that can
+//!   depend on it when a session's beacons arrive out of event-time order);
 //! - late beacons land in their own event-time partition; invalid records are counted by reason and
 //!   never stop the job.
 //!
@@ -45,11 +47,12 @@ pub enum BatchError {
         /// The file or directory.
         path: String,
         /// What failed.
+        #[source]
         error: std::io::Error,
     },
     /// Parquet encoding or decoding failed.
     #[error("parquet: {0}")]
-    Parquet(parquet::errors::ParquetError),
+    Parquet(#[source] parquet::errors::ParquetError),
     /// Building or reading an Arrow batch failed.
     #[error("arrow: {0}")]
     Arrow(String),
@@ -70,6 +73,24 @@ pub enum BatchError {
     /// The job's thread failed.
     #[error("batch job thread: {0}")]
     Join(String),
+    /// Another writer committed this flush of the source first: this job no longer owns it.
+    #[error(
+        "source {source_id:?}: flush {seq} was committed by another writer (the partition moved to another consumer?)"
+    )]
+    LostOwnership {
+        /// The source.
+        source_id: String,
+        /// The flush number.
+        seq: u64,
+    },
+    /// An input file is not the one whose lines a source's commits hold.
+    #[error("--input {path:?}: its first line differs from the file committed as source {source_id:?}; give the file another name, or use another warehouse")]
+    InputMismatch {
+        /// The input file.
+        path: String,
+        /// The source id its name maps to.
+        source_id: String,
+    },
     /// The test hook stopped the job at this step.
     #[error("injected crash at step {0}")]
     InjectedCrash(u64),

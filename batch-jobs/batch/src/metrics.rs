@@ -22,6 +22,17 @@ pub struct Metrics {
     pub flush_seconds: Histogram,
     /// `qoe_batch_committed_offset{source}`: next offset to read per source, after the last commit.
     pub committed_offset: IntGaugeVec,
+    /// `qoe_batch_session_late_total`: play beacons older than the session horizon when they arrived,
+    /// stored in `play` but not folded into `play_sessions`.
+    pub session_late: IntCounter,
+    /// `records{outcome="accepted"}`, resolved once.
+    pub accepted: IntCounter,
+    /// `records{outcome="duplicate"}`, resolved once.
+    pub duplicates: IntCounter,
+    /// `records{outcome="rejected"}`, resolved once.
+    pub rejected_records: IntCounter,
+    /// `records{outcome="already_stored"}`, resolved once.
+    pub already_stored: IntCounter,
 }
 
 impl Metrics {
@@ -60,6 +71,11 @@ impl Metrics {
             &["source"],
         )
         .expect("valid metric");
+        let session_late = IntCounter::new(
+            "qoe_batch_session_late_total",
+            "Play beacons older than the session horizon, not folded into play_sessions",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(records.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(rejected.clone()),
@@ -67,10 +83,16 @@ impl Metrics {
             Box::new(flushes.clone()),
             Box::new(flush_seconds.clone()),
             Box::new(committed_offset.clone()),
+            Box::new(session_late.clone()),
         ] {
             registry.register(collector).expect("unique metric names");
         }
         Metrics {
+            accepted: records.with_label_values(&["accepted"]),
+            duplicates: records.with_label_values(&["duplicate"]),
+            rejected_records: records.with_label_values(&["rejected"]),
+            already_stored: records.with_label_values(&["already_stored"]),
+            session_late,
             registry,
             records,
             rejected,

@@ -45,6 +45,9 @@ pub struct RunReport {
     pub rows: u64,
     /// The first rejections, as `<source>@<offset>: <field>: <problem>`.
     pub rejection_samples: Vec<String>,
+    /// The input file ended with a line without its newline (still being written?): it was not read,
+    /// and the next run over the file reads it.
+    pub incomplete_last_line: bool,
 }
 
 impl RunReport {
@@ -77,6 +80,16 @@ fn flush(job: &mut Job, report: &mut RunReport, sources: Vec<String>) -> Result<
         }
     }
     Ok(committed)
+}
+
+/// A hash of the first line of a file (without consuming it), as hex.
+fn first_line_fingerprint(reader: &mut BufReader<File>) -> std::io::Result<String> {
+    let buffered = reader.fill_buf()?;
+    let end = buffered
+        .iter()
+        .position(|byte| *byte == b'\n')
+        .unwrap_or(buffered.len());
+    Ok(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&buffered[..end])))
 }
 
 /// The source id of an input file: `f-` and its file name, with characters other than letters,
@@ -117,6 +130,20 @@ pub fn run_file(
         error,
     })?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
+    let fingerprint = first_line_fingerprint(&mut reader).map_err(|error| BatchError::Io {
+        path: path.display().to_string(),
+        error,
+    })?;
+    match job.fingerprint(&source) {
+        Some(committed) if committed != fingerprint => {
+            return Err(BatchError::InputMismatch {
+                path: path.display().to_string(),
+                source_id: source,
+            })
+        }
+        Some(_) => {}
+        None => job.set_fingerprint(&source, fingerprint),
+    }
     let mut line = Vec::with_capacity(4096);
     let mut offset: i64 = 0;
     loop {
@@ -128,10 +155,16 @@ pub fn run_file(
         if read == 0 {
             break;
         }
+        if !line.ends_with(b"\n") {
+            // Possibly still being written: leave it (and its offset) for the next run.
+            report.incomplete_last_line = true;
+            break;
+        }
         let this = offset;
         offset += 1;
         if this < next {
             report.already_stored += 1;
+            job.metrics().already_stored.inc();
             continue;
         }
         let text = line.trim_ascii();
@@ -186,6 +219,22 @@ impl ConsumerContext for RebalanceContext {
     }
 }
 
+/// Errors that retrying does not cure: a missing topic, refused credentials or permissions.
+fn is_fatal(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            Code::UnknownTopicOrPartition
+                | Code::UnknownTopic
+                | Code::TopicAuthorizationFailed
+                | Code::GroupAuthorizationFailed
+                | Code::SaslAuthenticationFailed
+                | Code::Fatal
+        )
+    )
+}
+
 fn partition_source(partition: i32) -> String {
     format!("p{partition}")
 }
@@ -220,6 +269,7 @@ pub fn run_kafka(
     let mut report = RunReport::default();
     let mut last_record = Instant::now();
     let mut seen_record = false;
+    let mut last_warning: Option<Instant> = None;
     let mut opened: Vec<String> = Vec::new();
     let commit_group = |consumer: &BaseConsumer<RebalanceContext>, committed: &[(String, i64)]| {
         let mut offsets = TopicPartitionList::new();
@@ -250,7 +300,15 @@ pub fn run_kafka(
         }
         match message {
             None => {}
-            Some(Err(error)) => tracing::warn!(%error, "kafka consumer error"),
+            Some(Err(error)) => {
+                if is_fatal(&error) {
+                    return Err(BatchError::Kafka(format!("topic {:?}: {error}", input.topic)));
+                }
+                if last_warning.is_none_or(|at: Instant| at.elapsed() >= Duration::from_secs(10)) {
+                    tracing::warn!(%error, "kafka consumer error (retrying; logged at most every 10 s)");
+                    last_warning = Some(Instant::now());
+                }
+            }
             Some(Ok(message)) => {
                 last_record = Instant::now();
                 seen_record = true;

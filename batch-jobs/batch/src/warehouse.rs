@@ -5,13 +5,15 @@
 //! <root>/<table>/dt=YYYY-MM-DD/hour=HH/<source>.<first>-<last>.parquet   beacon tables (play, push, room)
 //! <root>/play_sessions/dt=YYYY-MM-DD/hour=HH/<source>.parquet            rewritten as sessions grow
 //! <root>/_manifests/<source>/<seq>.json                                 the commit record of a flush
-//! <root>/_tmp/<source>/                                                 files of a flush not yet committed
+//! <root>/_tmp/<source>/<writer>/                                        files of a flush not yet committed
 //! ```
 //!
 //! A flush of one source (a Kafka partition, or one input file) is committed in four steps:
-//! 1. every output file is written and fsynced under `_tmp/<source>/`, where no reader looks;
-//! 2. the manifest (offset range, watermark, and the list of `tmp → final` moves) is written to `_tmp`,
-//!    fsynced, and renamed into `_manifests/<source>/`: **this rename is the commit point**;
+//! 1. every output file is written and fsynced under `_tmp/<source>/<writer>/`, where no reader looks,
+//!    and the directories involved are fsynced;
+//! 2. the manifest (offset range, watermark, and the list of `tmp → final` moves) is written there,
+//!    fsynced, and hard-linked into `_manifests/<source>/` (a link never replaces an existing manifest,
+//!    so a second writer of the source cannot commit the same flush): **this link is the commit point**;
 //! 3. the moves are applied (a rename within one file system is atomic) and the directories fsynced;
 //! 4. older manifests of the source are removed.
 //!
@@ -69,6 +71,9 @@ pub struct Manifest {
     pub watermark_ms: i64,
     /// The file moves.
     pub moves: Vec<Move>,
+    /// For an input file: a hash of its first line, so that another file of the same name is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 /// A warehouse rooted at a local directory.
@@ -181,6 +186,17 @@ impl Warehouse {
                 Some(tmp) => {
                     let tmp = self.root.join(tmp);
                     if !tmp.exists() {
+                        // Applied already, unless the final file is missing too: then the commit lost
+                        // its data (files removed by hand, or a file system that dropped them).
+                        if !path.exists() {
+                            return Err(BatchError::Manifest {
+                                path: format!("_manifests/{}/{:012}.json", manifest.source, manifest.seq),
+                                error: format!(
+                                    "move to {:?}: neither the temporary nor the final file exists",
+                                    file_move.path
+                                ),
+                            });
+                        }
                         continue;
                     }
                     fs::rename(&tmp, &path).map_err(|error| io_error(&path, error))?;
@@ -203,9 +219,47 @@ impl Warehouse {
         Ok(())
     }
 
-    /// Writes the manifest and renames it into place: the commit point of a flush.
-    pub fn commit(&self, manifest: &Manifest) -> Result<(), BatchError> {
-        let tmp = self.tmp_dir(&manifest.source).join("manifest.json");
+    /// Makes a flush's files durable before its commit: creates the partition directories of its moves
+    /// and fsyncs them, their parents, and the temporary directory `tmp_dir`.
+    pub fn prepare(&self, manifest: &Manifest, tmp_dir: &Path) -> Result<(), BatchError> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for file_move in &manifest.moves {
+            let Some(dir) = self.root.join(&file_move.path).parent().map(Path::to_path_buf) else {
+                continue;
+            };
+            if dirs.contains(&dir) {
+                continue;
+            }
+            fs::create_dir_all(&dir).map_err(|error| io_error(&dir, error))?;
+            dirs.push(dir);
+        }
+        // A new partition directory is durable once its parents are synced too.
+        let mut to_sync: Vec<PathBuf> = Vec::new();
+        for dir in dirs {
+            let mut current = Some(dir.as_path());
+            while let Some(path) = current {
+                if !path.starts_with(&self.root) {
+                    break;
+                }
+                if !to_sync.iter().any(|known| known == path) {
+                    to_sync.push(path.to_path_buf());
+                }
+                current = path.parent();
+            }
+        }
+        if tmp_dir.exists() {
+            to_sync.push(tmp_dir.to_path_buf());
+        }
+        for dir in to_sync {
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the manifest and links it into place: the commit point of a flush. Fails with
+    /// [`BatchError::LostOwnership`] when another writer committed the same flush number first.
+    pub fn commit(&self, manifest: &Manifest, tmp_dir: &Path) -> Result<(), BatchError> {
+        let tmp = tmp_dir.join("manifest.json");
         let text = serde_json::to_vec_pretty(manifest).map_err(|error| BatchError::Manifest {
             path: tmp.display().to_string(),
             error: error.to_string(),
@@ -214,7 +268,19 @@ impl Warehouse {
         let dir = self.manifest_dir(&manifest.source);
         fs::create_dir_all(&dir).map_err(|error| io_error(&dir, error))?;
         let path = dir.join(format!("{:012}.json", manifest.seq));
-        fs::rename(&tmp, &path).map_err(|error| io_error(&path, error))?;
+        // A hard link never replaces an existing file, unlike a rename: two writers of one source (a
+        // consumer that lost its partition without noticing) cannot both commit flush N.
+        match fs::hard_link(&tmp, &path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(BatchError::LostOwnership {
+                    source_id: manifest.source.clone(),
+                    seq: manifest.seq,
+                })
+            }
+            Err(error) => return Err(io_error(&path, error)),
+        }
+        fs::remove_file(&tmp).map_err(|error| io_error(&tmp, error))?;
         sync_dir(&dir)
     }
 
@@ -237,7 +303,7 @@ impl Warehouse {
         from_ms: i64,
         wanted: impl Fn(&str) -> bool,
     ) -> Result<Vec<PathBuf>, BatchError> {
-        let from_hour = from_ms.div_euclid(HOUR_MS) * HOUR_MS;
+        let from_hour = from_ms.div_euclid(HOUR_MS).saturating_mul(HOUR_MS);
         let table_dir = self.root.join(table.name());
         let mut files = Vec::new();
         for date_dir in list_dir(&table_dir)? {
@@ -245,7 +311,7 @@ impl Warehouse {
                 continue;
             };
             let Some(day_ms) = parse_date(&date) else { continue };
-            if day_ms + 24 * HOUR_MS <= from_hour {
+            if day_ms.saturating_add(24 * HOUR_MS) <= from_hour {
                 continue;
             }
             for hour_dir in list_dir(&date_dir)? {

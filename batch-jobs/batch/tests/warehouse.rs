@@ -322,3 +322,139 @@ fn a_crash_at_any_step_leaves_no_partial_file_no_gap_and_no_duplicate() {
     }
     assert!(crashes > 40, "only {crashes} steps were crashed at");
 }
+
+fn heartbeat(session: &str, seq: u64, time_ms: u64) -> Beacon {
+    Beacon {
+        v: 1,
+        kind: BeaconType::PlayHeartbeat,
+        ts: time_ms,
+        session_id: session.to_string(),
+        seq,
+        room_id: "room-long".to_string(),
+        platform: qoe_schemas::Platform::Tv,
+        cdn: Some("cdn-a".to_string()),
+        interval_ms: Some(10_000),
+        watch_ms: Some(10_000),
+        stall_count: Some(0),
+        stall_ms: Some(0),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn long_sessions_are_cut_and_very_late_beacons_are_not_folded_whatever_the_flushes() {
+    const MINUTE: u64 = 60_000;
+    let t0 = 1_763_800_000_000;
+    // Session "long" beats every 20 minutes for 5 hours; "late" sends one beacon from t0 at the end.
+    let mut beacons: Vec<Beacon> = (0..16).map(|i| heartbeat("long", i, t0 + i * 20 * MINUTE)).collect();
+    beacons.push(heartbeat("late", 0, t0));
+    let lines: Vec<String> = beacons.iter().map(line).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_lines(dir.path(), "long.ndjson", &lines);
+    let horizon = std::time::Duration::from_secs(2 * 3600);
+
+    // The rule, written out: a beacon joins the current row while the row started at most the horizon
+    // before the largest event time seen before it; otherwise it starts a new row.
+    let mut expected_rows: Vec<u64> = Vec::new();
+    let (mut row_start, mut watermark) = (None::<u64>, 0u64);
+    for beacon in &beacons[..16] {
+        let joins = row_start.is_some_and(|start| start + horizon.as_millis() as u64 >= watermark);
+        if joins {
+            *expected_rows.last_mut().unwrap() += 1;
+        } else {
+            expected_rows.push(1);
+            row_start = Some(beacon.ts);
+        }
+        watermark = watermark.max(beacon.ts);
+    }
+    assert!(expected_rows.len() >= 2, "{expected_rows:?}");
+
+    let mut outcomes = Vec::new();
+    for flush_records in [1, 3, 1_000] {
+        let warehouse = dir.path().join(format!("flush-{flush_records}"));
+        let config = JobConfig {
+            flush_records,
+            session_horizon: horizon,
+            ..JobConfig::new(&warehouse)
+        };
+        let metrics = Metrics::new();
+        run_file(&input, config, metrics.clone(), &CancellationToken::new()).unwrap();
+        assert_eq!(metrics.session_late.get(), 1);
+        let rows = warehouse_rows(&warehouse);
+        assert_eq!(rows["play"].len(), beacons.len(), "every beacon is stored in play");
+        let sessions = &rows["play_sessions"];
+        assert!(sessions.iter().all(|row| row.starts_with("long|")), "{sessions:?}");
+        let mut counts: Vec<(String, u64)> = Vec::new();
+        for file in qoe_batch::warehouse::Warehouse::open(&warehouse)
+            .unwrap()
+            .files_since(Table::PlaySessions, 0, |_| true)
+            .unwrap()
+        {
+            for batch in read_parquet(&file, &["start_time", "beacons"]).unwrap() {
+                let starts = batch.column_by_name("start_time").unwrap();
+                let starts = starts.as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+                let count = batch
+                    .column_by_name("beacons")
+                    .unwrap()
+                    .as_primitive::<arrow::datatypes::Int64Type>();
+                for row in 0..batch.num_rows() {
+                    counts.push((starts.value(row).to_string(), count.value(row) as u64));
+                }
+            }
+        }
+        counts.sort();
+        assert_eq!(
+            counts.iter().map(|(_, count)| *count).collect::<Vec<_>>(),
+            expected_rows
+        );
+        outcomes.push(rows);
+    }
+    assert_eq!(outcomes[0], outcomes[1]);
+    assert_eq!(outcomes[1], outcomes[2]);
+}
+
+#[test]
+fn another_file_of_the_same_name_is_refused_and_an_unfinished_last_line_waits() {
+    let beacons = simulated(10, 40, 3, 21);
+    let lines: Vec<String> = beacons.iter().map(line).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().join("warehouse");
+    let first_dir = dir.path().join("day1").tap_mkdir();
+    let second_dir = dir.path().join("day2").tap_mkdir();
+
+    // The last line is still being written: no newline yet.
+    let path = first_dir.join("beacons.ndjson");
+    std::fs::write(&path, format!("{}\n{}", lines[..10].join("\n"), lines[10])).unwrap();
+    let report = run_file(
+        &path,
+        config(&warehouse, 100),
+        Metrics::new(),
+        &CancellationToken::new(),
+    )
+    .unwrap();
+    assert!(report.incomplete_last_line);
+    assert_eq!(report.accepted, 10);
+    std::fs::write(&path, format!("{}\n", lines[..11].join("\n"))).unwrap();
+    let report = run_file(
+        &path,
+        config(&warehouse, 100),
+        Metrics::new(),
+        &CancellationToken::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        (report.accepted, report.already_stored, report.incomplete_last_line),
+        (1, 10, false)
+    );
+
+    let other = write_lines(&second_dir, "beacons.ndjson", &lines[20..]);
+    let error = run_file(
+        &other,
+        config(&warehouse, 100),
+        Metrics::new(),
+        &CancellationToken::new(),
+    )
+    .unwrap_err();
+    assert!(matches!(error, BatchError::InputMismatch { .. }), "{error}");
+    assert!(error.to_string().contains("its first line differs"), "{error}");
+}
