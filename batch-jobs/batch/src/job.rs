@@ -143,6 +143,18 @@ fn dedup_key(session_id: &str, seq: u64) -> u128 {
 const CDN_ATTRIBUTE: usize = 8;
 const _: () = assert!(matches!(ATTRIBUTES[CDN_ATTRIBUTE].as_bytes(), b"cdn"));
 
+/// Parses one record's bytes as [`qoe_schemas::parse_record`] does, refusing text that is not UTF-8.
+pub fn parse_payload(payload: &[u8]) -> Result<Beacon, FieldError> {
+    let text = std::str::from_utf8(payload).map_err(|error| {
+        FieldError::new(
+            "beacon",
+            qoe_schemas::RejectReason::Malformed,
+            format!("not UTF-8: {error}"),
+        )
+    })?;
+    parse_record(text)
+}
+
 fn writer_id() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -327,6 +339,24 @@ impl Job {
 
     /// Offers one record of an opened source at `offset` (offsets must grow).
     pub fn offer(&mut self, source: &str, offset: i64, payload: &[u8]) -> Result<Offer, BatchError> {
+        let Some(state) = self.sources.get(source) else {
+            return Err(BatchError::SourceNotOpen(source.to_string()));
+        };
+        if offset < state.next_offset || state.last_offset.is_some_and(|last| offset <= last) {
+            self.metrics.already_stored.inc();
+            return Ok(Offer::AlreadyStored);
+        }
+        self.offer_parsed(source, offset, parse_payload(payload))
+    }
+
+    /// [`Job::offer`] for a record parsed already (with [`parse_payload`]), for readers that parse on
+    /// another thread.
+    pub fn offer_parsed(
+        &mut self,
+        source: &str,
+        offset: i64,
+        parsed: Result<Beacon, FieldError>,
+    ) -> Result<Offer, BatchError> {
         let dedup_horizon = millis(self.config.dedup_horizon);
         let session_horizon = millis(self.config.session_horizon);
         let Some(state) = self.sources.get_mut(source) else {
@@ -340,15 +370,6 @@ impl Job {
         state.first_offset.get_or_insert(offset);
         state.last_offset = Some(offset);
         state.oldest.get_or_insert_with(Instant::now);
-        let parsed = std::str::from_utf8(payload)
-            .map_err(|error| {
-                FieldError::new(
-                    "beacon",
-                    qoe_schemas::RejectReason::Malformed,
-                    format!("not UTF-8: {error}"),
-                )
-            })
-            .and_then(parse_record);
         let beacon = match parsed {
             Ok(beacon) => beacon,
             Err(error) => {

@@ -18,9 +18,10 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::job::{Job, JobConfig, Offer};
+use crate::job::{parse_payload, Job, JobConfig, Offer};
 use crate::metrics::Metrics;
 use crate::BatchError;
+use qoe_schemas::{Beacon, FieldError};
 
 /// With `exit_when_idle`, how long to wait for the first record at least.
 const FIRST_RECORD_WAIT: Duration = Duration::from_secs(60);
@@ -112,28 +113,80 @@ pub fn file_source_id(path: &Path) -> String {
     format!("f-{clean}")
 }
 
+/// Lines parsed per message from the reader thread to the job.
+const PARSE_CHUNK: usize = 1024;
+
+/// One line of an input file, as the reader thread hands it over.
+enum Line {
+    /// Before the resume point: not parsed.
+    Stored,
+    /// Parsed, blank lines left out.
+    Record(i64, Result<Beacon, FieldError>),
+    /// The last line has no newline yet.
+    Incomplete,
+}
+
+/// Reads lines from `offset` 0 on, parses those at or after `next`, and sends them in chunks.
+fn read_lines(
+    mut reader: BufReader<File>,
+    next: i64,
+    sender: &std::sync::mpsc::SyncSender<Vec<Line>>,
+) -> std::io::Result<()> {
+    let mut line = Vec::with_capacity(4096);
+    let mut chunk = Vec::with_capacity(PARSE_CHUNK);
+    let mut offset: i64 = 0;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        if !line.ends_with(b"\n") {
+            // Possibly still being written: leave it (and its offset) for the next run.
+            chunk.push(Line::Incomplete);
+            break;
+        }
+        let this = offset;
+        offset += 1;
+        if this < next {
+            chunk.push(Line::Stored);
+        } else {
+            let text = line.trim_ascii();
+            if !text.is_empty() {
+                chunk.push(Line::Record(this, parse_payload(text)));
+            }
+        }
+        if chunk.len() >= PARSE_CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(PARSE_CHUNK));
+            if sender.send(full).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    let _ = sender.send(chunk);
+    Ok(())
+}
+
 /// Reads an NDJSON file of beacon records (one per line; the line number, from 0, is the offset) into
 /// the warehouse, resuming after the last line committed by an earlier run over the same file name.
-/// Stops early, after committing what it read, when `shutdown` is cancelled.
+/// Lines are read and parsed on a second thread while the job buffers and writes. Stops early, after
+/// committing what it read, when `shutdown` is cancelled.
 pub fn run_file(
     path: &Path,
     config: JobConfig,
     metrics: Metrics,
     shutdown: &CancellationToken,
 ) -> Result<RunReport, BatchError> {
+    let io_error = |error| BatchError::Io {
+        path: path.display().to_string(),
+        error,
+    };
     let source = file_source_id(path);
     let mut job = Job::new(config, metrics)?;
     let mut report = RunReport::default();
     let next = job.open_source(&source)?;
-    let file = File::open(path).map_err(|error| BatchError::Io {
-        path: path.display().to_string(),
-        error,
-    })?;
+    let file = File::open(path).map_err(io_error)?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let fingerprint = first_line_fingerprint(&mut reader).map_err(|error| BatchError::Io {
-        path: path.display().to_string(),
-        error,
-    })?;
+    let fingerprint = first_line_fingerprint(&mut reader).map_err(io_error)?;
     match job.fingerprint(&source) {
         Some(committed) if committed != fingerprint => {
             return Err(BatchError::InputMismatch {
@@ -144,43 +197,38 @@ pub fn run_file(
         Some(_) => {}
         None => job.set_fingerprint(&source, fingerprint),
     }
-    let mut line = Vec::with_capacity(4096);
-    let mut offset: i64 = 0;
-    loop {
-        line.clear();
-        let read = reader.read_until(b'\n', &mut line).map_err(|error| BatchError::Io {
-            path: path.display().to_string(),
-            error,
-        })?;
-        if read == 0 {
-            break;
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Line>>(16);
+    std::thread::scope(|scope| -> Result<(), BatchError> {
+        let reading = scope.spawn(move || read_lines(reader, next, &sender));
+        'chunks: for chunk in receiver.iter() {
+            for line in chunk {
+                match line {
+                    Line::Stored => {
+                        report.already_stored += 1;
+                        job.metrics().already_stored.inc();
+                    }
+                    Line::Incomplete => report.incomplete_last_line = true,
+                    Line::Record(offset, parsed) => {
+                        let offer = job.offer_parsed(&source, offset, parsed)?;
+                        report.count(&source, offset, offer);
+                        let due = job.due();
+                        if !due.is_empty() {
+                            flush(&mut job, &mut report, due)?;
+                        }
+                    }
+                }
+            }
+            if shutdown.is_cancelled() {
+                break 'chunks;
+            }
         }
-        if !line.ends_with(b"\n") {
-            // Possibly still being written: leave it (and its offset) for the next run.
-            report.incomplete_last_line = true;
-            break;
+        // Dropping the receiver (on shutdown) makes the reader stop at its next send.
+        drop(receiver);
+        match reading.join() {
+            Ok(result) => result.map_err(io_error),
+            Err(_) => Err(BatchError::Join("the file reader thread panicked".to_string())),
         }
-        let this = offset;
-        offset += 1;
-        if this < next {
-            report.already_stored += 1;
-            job.metrics().already_stored.inc();
-            continue;
-        }
-        let text = line.trim_ascii();
-        if text.is_empty() {
-            continue;
-        }
-        let offer = job.offer(&source, this, text)?;
-        report.count(&source, this, offer);
-        if this % 1024 == 0 && shutdown.is_cancelled() {
-            break;
-        }
-        let due = job.due();
-        if !due.is_empty() {
-            flush(&mut job, &mut report, due)?;
-        }
-    }
+    })?;
     let pending = job.pending();
     flush(&mut job, &mut report, pending)?;
     Ok(report)
