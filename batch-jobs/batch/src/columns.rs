@@ -96,7 +96,7 @@ pub(crate) enum ColumnBuilder {
     Float(Float64Builder),
     Bool(BooleanBuilder),
     Time(TimestampMillisecondBuilder),
-    Map(MapBuilder<StringBuilder, StringBuilder>),
+    Map(Box<MapBuilder<StringBuilder, StringBuilder>>),
 }
 
 impl ColumnBuilder {
@@ -107,7 +107,11 @@ impl ColumnBuilder {
             ColumnType::Float => ColumnBuilder::Float(Float64Builder::with_capacity(capacity)),
             ColumnType::Bool => ColumnBuilder::Bool(BooleanBuilder::with_capacity(capacity)),
             ColumnType::Time => ColumnBuilder::Time(TimestampMillisecondBuilder::with_capacity(capacity)),
-            ColumnType::Map => ColumnBuilder::Map(MapBuilder::new(None, StringBuilder::new(), StringBuilder::new())),
+            ColumnType::Map => ColumnBuilder::Map(Box::new(MapBuilder::new(
+                None,
+                StringBuilder::new(),
+                StringBuilder::new(),
+            ))),
         }
     }
 

@@ -467,16 +467,16 @@ impl Job {
         let buffer = std::mem::take(&mut state.buffer);
         let seq = state.committed_seq + 1;
         let watermark_ms = state.watermark_ms;
-        let fingerprint = state.fingerprint.clone();
-        let result = self.write_flush(
-            source,
+        let manifest = Manifest {
+            source: source.to_string(),
             seq,
             first_offset,
             last_offset,
             watermark_ms,
-            fingerprint,
-            &buffer,
-        );
+            moves: Vec::new(),
+            fingerprint: state.fingerprint.clone(),
+        };
+        let result = self.write_flush(manifest, &buffer);
         self.buffered -= buffer.len();
         let (moves, rows) = match result {
             Ok(done) => done,
@@ -515,16 +515,10 @@ impl Job {
     }
 
     /// Writes a flush's files, commits its manifest and applies it. Returns (files, beacon rows).
-    fn write_flush(
-        &mut self,
-        source: &str,
-        seq: u64,
-        first_offset: i64,
-        last_offset: i64,
-        watermark_ms: i64,
-        fingerprint: Option<String>,
-        buffer: &[(Beacon, u32)],
-    ) -> Result<(usize, u64), BatchError> {
+    fn write_flush(&mut self, mut manifest: Manifest, buffer: &[(Beacon, u32)]) -> Result<(usize, u64), BatchError> {
+        let source_id = manifest.source.clone();
+        let source = source_id.as_str();
+        let (seq, first_offset, last_offset) = (manifest.seq, manifest.first_offset, manifest.last_offset);
         let tmp_dir = self.warehouse.tmp_dir(source).join(&self.writer);
         let tmp_prefix = format!("_tmp/{source}/{}", self.writer);
         let data_name = Warehouse::data_file_name(source, first_offset, last_offset);
@@ -555,15 +549,7 @@ impl Job {
         }
         self.stage_sessions(source, seq, buffer, &mut moves)?;
 
-        let manifest = Manifest {
-            source: source.to_string(),
-            seq,
-            first_offset,
-            last_offset,
-            watermark_ms,
-            moves,
-            fingerprint,
-        };
+        manifest.moves = moves;
         self.warehouse.prepare(&manifest, &tmp_dir)?;
         self.step()?;
         self.warehouse.commit(&manifest, &tmp_dir)?;

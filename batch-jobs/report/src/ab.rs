@@ -20,7 +20,7 @@ use chrono::NaiveDate;
 
 use crate::html::Page;
 use crate::output::{write_all, OutputTable};
-use crate::warehouse::{check_range, day_lit, lit, open, query};
+use crate::warehouse::{check_range, day_lit, lit, open, percentile, query};
 use crate::{ReportError, Result};
 
 const Z: f64 = 1.959_963_984_540_054;
@@ -213,13 +213,12 @@ pub async fn ab_report(warehouse: &Path, params: AbParams) -> Result<AbReport> {
             let half = Z * (0.25 / ffn).sqrt();
             let (ql, qh) = ((0.5 - half).max(0.0), (0.5 + half).min(1.0));
             let sql = format!(
-                "SELECT {p}(0.5) AS m, {p}({ql}) AS l, {p}({qh}) AS h FROM play_sessions WHERE {filter} AND {exp} = {arm}",
-                p = "percentile_cont",
+                "SELECT {m} AS m, {l} AS l, {h} AS h FROM play_sessions WHERE {filter} AND {exp} = {arm}",
+                m = percentile(0.5, "first_frame_ms"),
+                l = percentile(ql, "first_frame_ms"),
+                h = percentile(qh, "first_frame_ms"),
                 arm = lit(&arms[i])
-            )
-            .replace("(0.5) AS m", "(0.5) WITHIN GROUP (ORDER BY CAST(first_frame_ms AS DOUBLE)) AS m")
-            .replace(&format!("({ql}) AS l"), &format!("({ql}) WITHIN GROUP (ORDER BY CAST(first_frame_ms AS DOUBLE)) AS l"))
-            .replace(&format!("({qh}) AS h"), &format!("({qh}) WITHIN GROUP (ORDER BY CAST(first_frame_ms AS DOUBLE)) AS h"));
+            );
             let (schema, batches) = query(&ctx, &sql).await?;
             let t = OutputTable::new("median", schema, batches);
             Estimate {

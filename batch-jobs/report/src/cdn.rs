@@ -10,7 +10,7 @@ use chrono::{Days, NaiveDate};
 
 use crate::html::{Chart, Page, Series};
 use crate::output::{write_all, OutputTable};
-use crate::warehouse::{check_range, day_lit, open, query};
+use crate::warehouse::{check_range, day_lit, open, percentile, query};
 use crate::Result;
 
 /// Parameters of the CDN report.
@@ -90,7 +90,7 @@ pub(crate) fn sql(params: &CdnParams, extra: &[&str]) -> String {
     };
     let key_cols = keys.iter().map(|k| format!("k.{k}")).collect::<Vec<_>>().join(", ");
     let bounce = params.bounce_secs;
-    let p = |q: f64, col: &str| format!("percentile_cont({q}) WITHIN GROUP (ORDER BY CAST({col} AS DOUBLE))");
+    let p = percentile;
     format!(
         r#"
 WITH sessions AS (

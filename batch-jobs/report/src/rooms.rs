@@ -4,11 +4,12 @@
 //!
 //! Spike rule (per series, i.e. per room and CDN or `all`): a count `x(m)` spikes when
 //! `x(m) >= floor` and `x(m) >= k × median(x(m-window) .. x(m-1))` (the trailing median over the
-//! series' zero-filled minutes; an empty window counts as 0). An episode is a minute where both joins
-//! and leaves of the `all` series spike. Localisation: CDNs serving the room in that minute are those
-//! with viewers, joins or leaves; if at least two serve it and all of them spike → `publisher`; if
-//! exactly one CDN spikes → that CDN (`undetermined (one cdn)` when only one serves the room); none →
-//! `undetermined`; otherwise `cdns: a,b`.
+//! series' zero-filled minutes), evaluated only once the room has at least `window` minutes of data
+//! before `m` in the report's range (missing history is not a quiet history). An episode is a minute
+//! where both joins and leaves of the `all` series spike. Localisation: CDNs serving the room in that
+//! minute are those with viewers, joins or leaves; if at least two serve it and all of them spike →
+//! `publisher`; if exactly one CDN spikes → that CDN (`undetermined (one cdn)` when only one serves
+//! the room); none → `undetermined`; otherwise `cdns: a,b`.
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +17,7 @@ use chrono::{Days, NaiveDate};
 
 use crate::html::{Chart, Page, Series};
 use crate::output::{write_all, OutputTable};
-use crate::warehouse::{check_range, day_lit, lit, open, query};
+use crate::warehouse::{check_range, day_lit, lit, open, percentile, query};
 use crate::{ReportError, Result};
 
 /// The spike rule's parameters.
@@ -120,6 +121,7 @@ fn minutes_sql(params: &RoomsParams) -> String {
         window_minutes: w,
         floor,
     } = params.spike;
+    let ff_p50 = percentile(0.5, "first_frame_ms");
     format!(
         r#"
 WITH r0 AS (
@@ -145,7 +147,7 @@ v AS (
 ),
 f AS (
   SELECT room_id, cdn, CAST(first_frame_time AS BIGINT) / 60000 AS m, COUNT(*) AS first_frames,
-    percentile_cont(0.5) WITHIN GROUP (ORDER BY CAST(first_frame_ms AS DOUBLE)) AS first_frame_p50_ms
+    {ff_p50} AS first_frame_p50_ms
   FROM s WHERE first_frame_time IS NOT NULL AND first_frame_ms IS NOT NULL GROUP BY room_id, cdn, m
 ),
 st AS (
@@ -166,11 +168,11 @@ bounds AS (
 ),
 series AS (SELECT DISTINCT room_id, cdn FROM keys),
 grid AS (
-  SELECT room_id, cdn, unnest(generate_series(lo, hi)) AS m
+  SELECT room_id, cdn, lo, unnest(generate_series(lo, hi)) AS m
   FROM series JOIN bounds USING (room_id) WHERE lo <= hi
 ),
 curves AS (
-  SELECT g.room_id, g.cdn, g.m, COALESCE(jl.joins, 0) AS joins, COALESCE(jl.leaves, 0) AS leaves,
+  SELECT g.room_id, g.cdn, g.m, g.m - g.lo AS history, COALESCE(jl.joins, 0) AS joins, COALESCE(jl.leaves, 0) AS leaves,
     COALESCE(v.viewers, 0) AS viewers, st.stall_ratio, COALESCE(f.first_frames, 0) AS first_frames,
     f.first_frame_p50_ms
   FROM grid g
@@ -187,8 +189,8 @@ based AS (
 )
 SELECT room_id, cdn, to_timestamp_millis(m * 60000) AS minute, joins, leaves, viewers, stall_ratio,
   first_frames, first_frame_p50_ms, joins_base, leaves_base,
-  joins >= {floor} AND CAST(joins AS DOUBLE) >= {k} * joins_base AS joins_spike,
-  leaves >= {floor} AND CAST(leaves AS DOUBLE) >= {k} * leaves_base AS leaves_spike
+  history >= {w} AND joins >= {floor} AND CAST(joins AS DOUBLE) >= {k} * joins_base AS joins_spike,
+  history >= {w} AND leaves >= {floor} AND CAST(leaves AS DOUBLE) >= {k} * leaves_base AS leaves_spike
 FROM based ORDER BY room_id, cdn, m
 "#
     )

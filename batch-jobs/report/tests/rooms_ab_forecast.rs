@@ -21,13 +21,14 @@ async fn rooms_spikes_on_every_cdn_are_the_publisher_and_on_one_cdn_that_cdn() {
     let dir = tempfile::tempdir().unwrap();
     let wh = dir.path();
     let sessions = vec![
-        session("sa", "cdn-a", "2026-03-01T10:00:00").t("last_time", "2026-03-01T11:00:00"),
-        session("sb", "cdn-b", "2026-03-01T10:00:00").t("last_time", "2026-03-01T11:00:00"),
+        // from 09:45: the spikes at 10:20 and 10:40 have the full 30-minute window of history
+        session("sa", "cdn-a", "2026-03-01T09:45:00").t("last_time", "2026-03-01T11:00:00"),
+        session("sb", "cdn-b", "2026-03-01T09:45:00").t("last_time", "2026-03-01T11:00:00"),
     ];
     write(wh, Table::PlaySessions, "p.parquet", &sessions);
     let mut room = vec![
-        beacon("room_join", "sa", "room-1", "cdn-a", "2026-03-01T10:00:00"),
-        beacon("room_join", "sb", "room-1", "cdn-b", "2026-03-01T10:00:00"),
+        beacon("room_join", "sa", "room-1", "cdn-a", "2026-03-01T09:45:00"),
+        beacon("room_join", "sb", "room-1", "cdn-b", "2026-03-01T09:45:00"),
     ];
     for i in 0..6 {
         for cdn in ["cdn-a", "cdn-b"] {
@@ -94,9 +95,9 @@ async fn rooms_spikes_on_every_cdn_are_the_publisher_and_on_one_cdn_that_cdn() {
     assert_eq!(e.f64s("joins").unwrap(), [Some(12.0), Some(6.0)]);
     assert_eq!(e.f64s("leaves").unwrap(), [Some(12.0), Some(6.0)]);
     assert_eq!(e.f64s("serving_cdns").unwrap(), [Some(2.0), Some(2.0)]);
-    // the curves: 61 minutes (10:00..11:00) for all, cdn-a, cdn-b
+    // the curves: 76 minutes (09:45..11:00) for all, cdn-a, cdn-b
     let m = &report.minutes;
-    assert_eq!(m.num_rows(), 3 * 61);
+    assert_eq!(m.num_rows(), 3 * 76);
     let (cdns, minutes, viewers) = (column(m, "cdn"), column(m, "minute"), m.f64s("viewers").unwrap());
     let at = |cdn: &str, minute: &str| {
         (0..m.num_rows())
