@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::beacon::Beacon;
 use crate::fields::{ENRICHMENT_FIELDS, MAX_TS_MS, MIN_TS_MS};
-use crate::validate::{validate, FieldError, RejectReason};
+use crate::validate::{json_type, validate, FieldError, RejectReason};
 
 /// Longest accepted `client_subnet` and `key_id`, in characters.
 const MAX_ENRICHMENT_CHARS: usize = 64;
@@ -93,7 +93,7 @@ fn time_field(name: &str, value: &Value) -> Result<u64, FieldError> {
         return Err(FieldError::new(
             name,
             RejectReason::WrongType,
-            format!("must be an integer, got {}", json_kind(value)),
+            format!("must be an integer, got {}", json_type(value)),
         ));
     };
     if !in_time_range(ms) {
@@ -111,7 +111,7 @@ fn text_field(name: &str, value: &Value) -> Result<String, FieldError> {
         return Err(FieldError::new(
             name,
             RejectReason::WrongType,
-            format!("must be a string, got {}", json_kind(value)),
+            format!("must be a string, got {}", json_type(value)),
         ));
     };
     if !text_ok(text) {
@@ -122,17 +122,6 @@ fn text_field(name: &str, value: &Value) -> Result<String, FieldError> {
         ));
     }
     Ok(text.to_string())
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

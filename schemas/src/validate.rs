@@ -430,7 +430,8 @@ pub(crate) fn cross_field_error(kind: BeaconType, get: impl Fn(&str) -> Option<u
     }
 }
 
-fn json_type(value: &Value) -> &'static str {
+/// What kind of JSON value `value` is, with its article, for error messages.
+pub(crate) fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

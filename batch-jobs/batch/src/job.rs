@@ -101,7 +101,7 @@ struct SourceState {
     dedup: HashMap<u128, i64>,
     sessions: HashMap<String, SessionSlot>,
     /// Accepted beacons, each with the generation of the session row it folds into.
-    buffer: Vec<(Beacon, u32)>,
+    buffer: Vec<(Box<Beacon>, u32)>,
     first_offset: Option<i64>,
     last_offset: Option<i64>,
     oldest: Option<Instant>,
@@ -346,7 +346,7 @@ impl Job {
             self.metrics.already_stored.inc();
             return Ok(Offer::AlreadyStored);
         }
-        self.offer_parsed(source, offset, parse_payload(payload))
+        self.offer_parsed(source, offset, parse_payload(payload).map(Box::new))
     }
 
     /// [`Job::offer`] for a record parsed already (with [`parse_payload`]), for readers that parse on
@@ -355,7 +355,7 @@ impl Job {
         &mut self,
         source: &str,
         offset: i64,
-        parsed: Result<Beacon, FieldError>,
+        parsed: Result<Box<Beacon>, FieldError>,
     ) -> Result<Offer, BatchError> {
         let dedup_horizon = millis(self.config.dedup_horizon);
         let session_horizon = millis(self.config.session_horizon);
@@ -515,7 +515,11 @@ impl Job {
     }
 
     /// Writes a flush's files, commits its manifest and applies it. Returns (files, beacon rows).
-    fn write_flush(&mut self, mut manifest: Manifest, buffer: &[(Beacon, u32)]) -> Result<(usize, u64), BatchError> {
+    fn write_flush(
+        &mut self,
+        mut manifest: Manifest,
+        buffer: &[(Box<Beacon>, u32)],
+    ) -> Result<(usize, u64), BatchError> {
         let source_id = manifest.source.clone();
         let source = source_id.as_str();
         let (seq, first_offset, last_offset) = (manifest.seq, manifest.first_offset, manifest.last_offset);
@@ -570,7 +574,7 @@ impl Job {
         &mut self,
         source: &str,
         seq: u64,
-        buffer: &[(Beacon, u32)],
+        buffer: &[(Box<Beacon>, u32)],
         moves: &mut Vec<Move>,
     ) -> Result<(), BatchError> {
         // One partial row per (session, row generation), in offset order.
@@ -612,17 +616,20 @@ impl Job {
             placements.push((session, committed_start, start, partial));
         }
         let file_name = Warehouse::sessions_file_name(source);
-        let mut files: BTreeMap<i64, Vec<SessionRow>> = BTreeMap::new();
+        // Each touched hour's stored rows, by (session, start): a session cut in two has two rows.
+        let mut files: BTreeMap<i64, HashMap<(String, i64), SessionRow>> = BTreeMap::new();
         for hour in &hours {
             let path = self
                 .warehouse
                 .root()
                 .join(Warehouse::partition(Table::PlaySessions, *hour))
                 .join(&file_name);
-            let mut rows = Vec::new();
+            let mut rows = HashMap::new();
             if path.exists() {
                 for batch in warehouse::read_parquet(&path, &[])? {
-                    rows.extend(rows_from_batch(&batch).map_err(|error| BatchError::Arrow(error.to_string()))?);
+                    for row in rows_from_batch(&batch).map_err(|error| BatchError::Arrow(error.to_string()))? {
+                        rows.insert((row.session_id.clone(), row.start_time), row);
+                    }
                 }
             }
             files.insert(*hour, rows);
@@ -630,21 +637,23 @@ impl Job {
         for (session, committed_start, start, mut row) in placements {
             if let Some(committed_start) = committed_start {
                 let stored_rows = files.get_mut(&hour_of(committed_start));
-                if let Some(rows) = stored_rows {
-                    let stored = rows
-                        .iter()
-                        .position(|stored| stored.session_id == session && stored.start_time == committed_start);
-                    if let Some(index) = stored {
-                        row.merge(rows.swap_remove(index));
-                    }
+                if let Some(stored) = stored_rows.and_then(|rows| rows.remove(&(session.to_string(), committed_start)))
+                {
+                    row.merge(stored);
                 }
             }
             if let Some(rows) = files.get_mut(&hour_of(start)) {
-                rows.push(row);
+                match rows.get_mut(&(session.to_string(), row.start_time)) {
+                    Some(existing) => existing.merge(row),
+                    None => {
+                        rows.insert((session.to_string(), row.start_time), row);
+                    }
+                }
             }
         }
         let tmp_dir = self.warehouse.tmp_dir(source).join(&self.writer);
-        for (hour, mut rows) in files {
+        for (hour, rows) in files {
+            let mut rows: Vec<SessionRow> = rows.into_values().collect();
             let path = format!("{}/{file_name}", Warehouse::partition(Table::PlaySessions, hour));
             if rows.is_empty() {
                 moves.push(Move {

@@ -121,7 +121,7 @@ enum Line {
     /// Before the resume point: not parsed.
     Stored,
     /// Parsed, blank lines left out.
-    Record(i64, Box<Result<Beacon, FieldError>>),
+    Record(i64, Result<Box<Beacon>, FieldError>),
     /// The last line has no newline yet.
     Incomplete,
 }
@@ -152,7 +152,7 @@ fn read_lines(
         } else {
             let text = line.trim_ascii();
             if !text.is_empty() {
-                chunk.push(Line::Record(this, Box::new(parse_payload(text))));
+                chunk.push(Line::Record(this, parse_payload(text).map(Box::new)));
             }
         }
         if chunk.len() >= PARSE_CHUNK {
@@ -209,7 +209,7 @@ pub fn run_file(
                     }
                     Line::Incomplete => report.incomplete_last_line = true,
                     Line::Record(offset, parsed) => {
-                        let offer = job.offer_parsed(&source, offset, *parsed)?;
+                        let offer = job.offer_parsed(&source, offset, parsed)?;
                         report.count(&source, offset, offer);
                         let due = job.due();
                         if !due.is_empty() {

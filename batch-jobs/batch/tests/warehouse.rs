@@ -14,6 +14,17 @@ use qoe_schemas::{Beacon, BeaconType, Family};
 use support::{leftovers, line, simulated, warehouse_rows, write_lines};
 use tokio_util::sync::CancellationToken;
 
+/// A column of a record batch as its concrete array type.
+fn typed<T: Clone + 'static>(batch: &arrow::record_batch::RecordBatch, name: &str) -> T {
+    batch
+        .column_by_name(name)
+        .unwrap()
+        .as_any()
+        .downcast_ref::<T>()
+        .unwrap()
+        .clone()
+}
+
 fn config(warehouse: &std::path::Path, flush_records: usize) -> JobConfig {
     JobConfig {
         flush_records,
@@ -148,31 +159,9 @@ fn simulator_traffic_lands_once_per_beacon_with_one_row_per_session() {
         .unwrap();
     for file in files {
         for batch in read_parquet(&file, &[]).unwrap() {
-            let ints = |name| {
-                batch
-                    .column_by_name(name)
-                    .unwrap()
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .unwrap()
-                    .clone()
-            };
-            let bools = |name| {
-                batch
-                    .column_by_name(name)
-                    .unwrap()
-                    .as_any()
-                    .downcast_ref::<BooleanArray>()
-                    .unwrap()
-                    .clone()
-            };
-            let times = |name| {
-                batch
-                    .column_by_name(name)
-                    .unwrap()
-                    .as_primitive::<arrow::datatypes::TimestampMillisecondType>()
-                    .clone()
-            };
+            let ints = |name| typed::<Int64Array>(&batch, name);
+            let bools = |name| typed::<BooleanArray>(&batch, name);
+            let times = |name| typed::<arrow::array::TimestampMillisecondArray>(&batch, name);
             let sessions = batch.column_by_name("session_id").unwrap().as_string::<i32>().clone();
             let reasons = batch.column_by_name("end_reason").unwrap().as_string::<i32>().clone();
             let (count, watch, stalls, first_frame) = (
