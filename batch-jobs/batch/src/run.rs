@@ -116,6 +116,9 @@ pub fn file_source_id(path: &Path) -> String {
 /// Lines parsed per message from the reader thread to the job.
 const PARSE_CHUNK: usize = 1024;
 
+/// Chunks the reader may parse ahead: enough to keep it busy while the job writes a flush.
+const READ_AHEAD_CHUNKS: usize = 128;
+
 /// One line of an input file, as the reader thread hands it over.
 enum Line {
     /// Before the resume point: not parsed.
@@ -197,7 +200,7 @@ pub fn run_file(
         Some(_) => {}
         None => job.set_fingerprint(&source, fingerprint),
     }
-    let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Line>>(16);
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Line>>(READ_AHEAD_CHUNKS);
     std::thread::scope(|scope| -> Result<(), BatchError> {
         let reading = scope.spawn(move || read_lines(reader, next, &sender));
         'chunks: for chunk in receiver.iter() {
