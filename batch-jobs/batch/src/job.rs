@@ -186,11 +186,6 @@ impl Job {
         })
     }
 
-    /// The warehouse.
-    pub fn warehouse(&self) -> &Warehouse {
-        &self.warehouse
-    }
-
     /// The job's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
@@ -559,10 +554,7 @@ impl Job {
         self.warehouse.commit(&manifest, &tmp_dir)?;
         for file_move in &manifest.moves {
             self.step()?;
-            self.warehouse.apply(&Manifest {
-                moves: vec![file_move.clone()],
-                ..manifest.clone()
-            })?;
+            self.warehouse.apply_one(&manifest, file_move)?;
         }
         self.step()?;
         self.warehouse.prune_manifests(source, seq)?;

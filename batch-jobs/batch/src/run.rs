@@ -290,6 +290,23 @@ fn partition_source(partition: i32) -> String {
     format!("p{partition}")
 }
 
+/// Commits the offsets of flushed partitions to the consumer group, for lag monitoring only: a failure
+/// is logged, because the warehouse's manifests hold the offsets that count.
+fn commit_group(consumer: &BaseConsumer<RebalanceContext>, topic: &str, committed: &[(String, i64)], mode: CommitMode) {
+    let mut offsets = TopicPartitionList::new();
+    for (source, next) in committed {
+        if let Some(partition) = source.strip_prefix('p').and_then(|number| number.parse::<i32>().ok()) {
+            let _ = offsets.add_partition_offset(topic, partition, Offset::Offset(*next));
+        }
+    }
+    if offsets.count() == 0 {
+        return;
+    }
+    if let Err(error) = consumer.commit(&offsets, mode) {
+        tracing::warn!(%error, "consumer group commit failed (the warehouse's manifests still hold the offsets)");
+    }
+}
+
 /// Reads `qoe.beacons.v1` with a consumer group into the warehouse until `shutdown` (or idleness, if
 /// asked), committing a flush per partition as the policy says and a last one at the end.
 pub fn run_kafka(
@@ -322,19 +339,6 @@ pub fn run_kafka(
     let mut seen_record = false;
     let mut last_warning: Option<Instant> = None;
     let mut opened: Vec<String> = Vec::new();
-    let commit_group = |consumer: &BaseConsumer<RebalanceContext>, committed: &[(String, i64)]| {
-        let mut offsets = TopicPartitionList::new();
-        for (source, next) in committed {
-            if let Some(partition) = source.strip_prefix('p').and_then(|number| number.parse::<i32>().ok()) {
-                let _ = offsets.add_partition_offset(&input.topic, partition, Offset::Offset(*next));
-            }
-        }
-        if offsets.count() > 0 {
-            if let Err(error) = consumer.commit(&offsets, CommitMode::Async) {
-                tracing::warn!(%error, "consumer group commit failed (the warehouse's manifests still hold the offsets)");
-            }
-        }
-    };
     while !shutdown.is_cancelled() {
         let message = consumer.poll(Duration::from_millis(100));
         let revoked: Vec<i32> = std::mem::take(
@@ -376,7 +380,7 @@ pub fn run_kafka(
         let due = job.due();
         if !due.is_empty() {
             let committed = flush(&mut job, &mut report, due)?;
-            commit_group(&consumer, &committed);
+            commit_group(&consumer, &input.topic, &committed, CommitMode::Async);
         }
         if let Some(idle) = input.exit_when_idle {
             // Before the first record, allow for joining the group (tansu takes about 23 s).
@@ -388,17 +392,7 @@ pub fn run_kafka(
     }
     let pending = job.pending();
     let committed = flush(&mut job, &mut report, pending)?;
-    let mut offsets = TopicPartitionList::new();
-    for (source, next) in &committed {
-        if let Some(partition) = source.strip_prefix('p').and_then(|number| number.parse::<i32>().ok()) {
-            let _ = offsets.add_partition_offset(&input.topic, partition, Offset::Offset(*next));
-        }
-    }
-    if offsets.count() > 0 {
-        if let Err(error) = consumer.commit(&offsets, CommitMode::Sync) {
-            tracing::warn!(%error, "final consumer group commit failed (the warehouse's manifests still hold the offsets)");
-        }
-    }
+    commit_group(&consumer, &input.topic, &committed, CommitMode::Sync);
     Ok(report)
 }
 

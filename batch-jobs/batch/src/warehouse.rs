@@ -179,44 +179,54 @@ impl Warehouse {
 
     /// Applies a committed manifest's moves; idempotent.
     pub fn apply(&self, manifest: &Manifest) -> Result<(), BatchError> {
-        let mut touched_dirs = Vec::new();
+        let mut touched_dirs: Vec<PathBuf> = Vec::new();
         for file_move in &manifest.moves {
-            let path = self.root.join(&file_move.path);
-            match &file_move.tmp {
-                Some(tmp) => {
-                    let tmp = self.root.join(tmp);
-                    if !tmp.exists() {
-                        // Applied already, unless the final file is missing too: then the commit lost
-                        // its data (files removed by hand, or a file system that dropped them).
-                        if !path.exists() {
-                            return Err(BatchError::Manifest {
-                                path: format!("_manifests/{}/{:012}.json", manifest.source, manifest.seq),
-                                error: format!(
-                                    "move to {:?}: neither the temporary nor the final file exists",
-                                    file_move.path
-                                ),
-                            });
-                        }
-                        continue;
-                    }
-                    fs::rename(&tmp, &path).map_err(|error| io_error(&path, error))?;
-                }
-                None => match fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-                    Err(error) => return Err(io_error(&path, error)),
-                },
-            }
-            if let Some(dir) = path.parent() {
-                if !touched_dirs.iter().any(|known: &PathBuf| known == dir) {
-                    touched_dirs.push(dir.to_path_buf());
-                }
+            let dir = self.apply_move(manifest, file_move)?;
+            if !touched_dirs.contains(&dir) {
+                touched_dirs.push(dir);
             }
         }
         for dir in touched_dirs {
             sync_dir(&dir)?;
         }
         Ok(())
+    }
+
+    /// Applies one move of a committed manifest and fsyncs its directory; idempotent.
+    pub fn apply_one(&self, manifest: &Manifest, file_move: &Move) -> Result<(), BatchError> {
+        let dir = self.apply_move(manifest, file_move)?;
+        sync_dir(&dir)
+    }
+
+    /// Renames (or removes) one file of a committed manifest; returns the directory it changed.
+    fn apply_move(&self, manifest: &Manifest, file_move: &Move) -> Result<PathBuf, BatchError> {
+        let path = self.root.join(&file_move.path);
+        let dir = path.parent().map_or_else(|| self.root.clone(), Path::to_path_buf);
+        let Some(tmp) = &file_move.tmp else {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(io_error(&path, error)),
+            }
+            return Ok(dir);
+        };
+        let tmp = self.root.join(tmp);
+        if tmp.exists() {
+            fs::rename(&tmp, &path).map_err(|error| io_error(&path, error))?;
+            return Ok(dir);
+        }
+        // Applied already, unless the final file is missing too: then the commit lost its data (files
+        // removed by hand, or a file system that dropped them).
+        if !path.exists() {
+            return Err(BatchError::Manifest {
+                path: format!("_manifests/{}/{:012}.json", manifest.source, manifest.seq),
+                error: format!(
+                    "move to {:?}: neither the temporary nor the final file exists",
+                    file_move.path
+                ),
+            });
+        }
+        Ok(dir)
     }
 
     /// Makes a flush's files durable before its commit: creates the partition directories of its moves

@@ -25,6 +25,20 @@ fn typed<T: Clone + 'static>(batch: &arrow::record_batch::RecordBatch, name: &st
         .clone()
 }
 
+/// Runs the job over a file into a warehouse, flushing every `flush_records` records.
+fn ingest(
+    input: &std::path::Path,
+    warehouse: &std::path::Path,
+    flush_records: usize,
+) -> Result<qoe_batch::RunReport, BatchError> {
+    run_file(
+        input,
+        config(warehouse, flush_records),
+        Metrics::new(),
+        &CancellationToken::new(),
+    )
+}
+
 fn config(warehouse: &std::path::Path, flush_records: usize) -> JobConfig {
     JobConfig {
         flush_records,
@@ -77,13 +91,7 @@ fn simulator_traffic_lands_once_per_beacon_with_one_row_per_session() {
     let dir = tempfile::tempdir().unwrap();
     let input = write_lines(dir.path(), "beacons.ndjson", &lines);
     let warehouse = dir.path().join("warehouse");
-    let report = run_file(
-        &input,
-        config(&warehouse, 4_000),
-        Metrics::new(),
-        &CancellationToken::new(),
-    )
-    .unwrap();
+    let report = ingest(&input, &warehouse, 4_000).unwrap();
 
     assert_eq!(report.accepted as usize, beacons.len());
     assert_eq!(report.duplicates as usize, retries);
@@ -209,8 +217,8 @@ fn a_second_run_over_the_same_file_adds_nothing_and_an_appended_file_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let whole = dir.path().join("whole");
     let input = write_lines(dir.path(), "beacons.ndjson", &lines);
-    run_file(&input, config(&whole, 1_000), Metrics::new(), &CancellationToken::new()).unwrap();
-    let again = run_file(&input, config(&whole, 1_000), Metrics::new(), &CancellationToken::new()).unwrap();
+    ingest(&input, &whole, 1_000).unwrap();
+    let again = ingest(&input, &whole, 1_000).unwrap();
     assert_eq!(again.accepted, 0);
     assert_eq!(again.already_stored as usize, lines.len());
     let reference = warehouse_rows(&whole);
@@ -222,22 +230,10 @@ fn a_second_run_over_the_same_file_adds_nothing_and_an_appended_file_resumes() {
         "beacons.ndjson",
         &lines[..half],
     );
-    let first = run_file(
-        &input,
-        config(&growing, 1_000),
-        Metrics::new(),
-        &CancellationToken::new(),
-    )
-    .unwrap();
+    let first = ingest(&input, &growing, 1_000).unwrap();
     assert_eq!(first.accepted as usize, half);
     write_lines(input.parent().unwrap(), "beacons.ndjson", &lines);
-    let second = run_file(
-        &input,
-        config(&growing, 1_000),
-        Metrics::new(),
-        &CancellationToken::new(),
-    )
-    .unwrap();
+    let second = ingest(&input, &growing, 1_000).unwrap();
     assert_eq!(second.already_stored as usize, half);
     assert_eq!(second.accepted as usize, lines.len() - half);
     let grown = warehouse_rows(&growing);
@@ -264,13 +260,7 @@ fn a_crash_at_any_step_leaves_no_partial_file_no_gap_and_no_duplicate() {
     let dir = tempfile::tempdir().unwrap();
     let input = write_lines(dir.path(), "beacons.ndjson", &lines);
     let reference_dir = dir.path().join("reference");
-    run_file(
-        &input,
-        config(&reference_dir, 250),
-        Metrics::new(),
-        &CancellationToken::new(),
-    )
-    .unwrap();
+    ingest(&input, &reference_dir, 250).unwrap();
     let reference = warehouse_rows(&reference_dir);
     assert!(reference["play_sessions"].len() > 10);
 
@@ -287,13 +277,7 @@ fn a_crash_at_any_step_leaves_no_partial_file_no_gap_and_no_duplicate() {
             Ok(_) => break,
         }
         crashes += 1;
-        let resumed = run_file(
-            &input,
-            config(&warehouse, 250),
-            Metrics::new(),
-            &CancellationToken::new(),
-        )
-        .unwrap();
+        let resumed = ingest(&input, &warehouse, 250).unwrap();
         assert!(resumed.already_stored as usize <= lines.len());
         let rows = warehouse_rows(&warehouse);
         for table in Table::ALL {
@@ -414,36 +398,18 @@ fn another_file_of_the_same_name_is_refused_and_an_unfinished_last_line_waits() 
     // The last line is still being written: no newline yet.
     let path = first_dir.join("beacons.ndjson");
     std::fs::write(&path, format!("{}\n{}", lines[..10].join("\n"), lines[10])).unwrap();
-    let report = run_file(
-        &path,
-        config(&warehouse, 100),
-        Metrics::new(),
-        &CancellationToken::new(),
-    )
-    .unwrap();
+    let report = ingest(&path, &warehouse, 100).unwrap();
     assert!(report.incomplete_last_line);
     assert_eq!(report.accepted, 10);
     std::fs::write(&path, format!("{}\n", lines[..11].join("\n"))).unwrap();
-    let report = run_file(
-        &path,
-        config(&warehouse, 100),
-        Metrics::new(),
-        &CancellationToken::new(),
-    )
-    .unwrap();
+    let report = ingest(&path, &warehouse, 100).unwrap();
     assert_eq!(
         (report.accepted, report.already_stored, report.incomplete_last_line),
         (1, 10, false)
     );
 
     let other = write_lines(&second_dir, "beacons.ndjson", &lines[20..]);
-    let error = run_file(
-        &other,
-        config(&warehouse, 100),
-        Metrics::new(),
-        &CancellationToken::new(),
-    )
-    .unwrap_err();
+    let error = ingest(&other, &warehouse, 100).unwrap_err();
     assert!(matches!(error, BatchError::InputMismatch { .. }), "{error}");
     assert!(error.to_string().contains("its first line differs"), "{error}");
 }

@@ -62,22 +62,8 @@ pub fn table_rows(warehouse: &Path, table: Table) -> Vec<String> {
             "stray file {}",
             file.display()
         );
-        let hour_dir = file
-            .parent()
-            .unwrap()
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .to_string();
-        let date_dir = file
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .to_string();
+        let hour_dir = dir_name(file.parent().unwrap());
+        let date_dir = dir_name(file.parent().unwrap().parent().unwrap());
         for batch in read_parquet(&file, &[]).unwrap() {
             let times = batch
                 .column_by_name(time_column)
@@ -104,6 +90,10 @@ pub fn table_rows(warehouse: &Path, table: Table) -> Vec<String> {
     }
     rows.sort();
     rows
+}
+
+fn dir_name(path: &Path) -> String {
+    path.file_name().unwrap().to_string_lossy().into_owned()
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
