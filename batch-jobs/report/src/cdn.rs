@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{Days, NaiveDate};
+use datafusion::prelude::SessionContext;
 
 use crate::html::{Chart, Page, Series};
 use crate::output::{write_all, OutputTable};
@@ -48,6 +49,7 @@ pub async fn cdn_report(warehouse: &Path, params: CdnParams) -> Result<CdnReport
         .filter(|name| **name != "push")
         .map(|name| format!("table {name:?} is missing from the warehouse: its metrics are empty"))
         .collect();
+    load(&ctx, &params).await?;
     let daily = run(&ctx, &params, &[], "cdn_daily").await?;
     let region_daily = run(&ctx, &params, &["region"], "cdn_region_daily").await?;
     let isp_daily = run(&ctx, &params, &["isp"], "cdn_isp_daily").await?;
@@ -66,14 +68,51 @@ pub async fn cdn_report(warehouse: &Path, params: CdnParams) -> Result<CdnReport
     })
 }
 
-/// The report's SQL for the given extra grouping keys (besides `day` and `cdn`).
-pub(crate) fn sql(params: &CdnParams, extra: &[&str]) -> String {
+/// Reads the partitions the report needs once into memory, as `cdn_sessions` and `cdn_room`: the three
+/// tables of the report are three queries over the same rows, and decoding the Parquet files once
+/// instead of once per table and per use in a query is most of the report's time.
+async fn load(ctx: &SessionContext, params: &CdnParams) -> Result<()> {
     let from = day_lit(params.from);
     let to = day_lit(params.to);
     // A session that started the day before `from` may still be watched on `from`; a leave that ends a
     // bounce may fall on the day after `to`.
     let before = day_lit(params.from - Days::new(1));
     let after = day_lit(params.to + Days::new(1));
+    let sources = [
+        (
+            "cdn_sessions",
+            format!(
+                "SELECT session_id, start_time, last_time, cdn, region, isp, has_play_start, fatal_error,
+                   business_error, ebvs, first_frame_ms, dns_ms, connect_ms, first_packet_ms, startup_skip_ms,
+                   watch_ms, stall_ms, stall_count, max_latency_ms
+                 FROM play_sessions WHERE dt BETWEEN {before} AND {to}"
+            ),
+        ),
+        (
+            "cdn_room",
+            format!(
+                "SELECT event_time, cdn, region, isp, type, session_id, room_id, seq
+                 FROM room WHERE dt BETWEEN {from} AND {after}"
+            ),
+        ),
+    ];
+    for (name, sql) in sources {
+        let rows = ctx.sql(&sql).await?.cache().await?;
+        ctx.register_table(name, rows.into_view())?;
+    }
+    Ok(())
+}
+
+/// The parts of the report each materialised before the final join, which reads each twice: (CTE,
+/// table it is stored as).
+const PARTS: [(&str, &str); 4] = [("s", "cdn_s"), ("r", "cdn_r"), ("b", "cdn_b"), ("c", "cdn_c")];
+
+/// The report's SQL over `cdn_sessions` and `cdn_room` ([`load`]) for the given extra grouping keys
+/// (besides `day` and `cdn`): the queries of the [`PARTS`] as (table, SQL), and the final join of the
+/// parts.
+pub(crate) fn sql(params: &CdnParams, extra: &[&str]) -> (Vec<(&'static str, String)>, String) {
+    let from = day_lit(params.from);
+    let to = day_lit(params.to);
     let keys: Vec<&str> = std::iter::once("cdn").chain(extra.iter().copied()).collect();
     let key_defs = keys
         .iter()
@@ -91,13 +130,13 @@ pub(crate) fn sql(params: &CdnParams, extra: &[&str]) -> String {
     let key_cols = keys.iter().map(|k| format!("k.{k}")).collect::<Vec<_>>().join(", ");
     let bounce = params.bounce_secs;
     let p = percentile;
-    format!(
+    let ctes = format!(
         r#"
 WITH sessions AS (
   SELECT CAST(start_time AS DATE) AS day, {key_defs}, session_id, start_time, last_time,
          has_play_start, fatal_error, business_error, ebvs, first_frame_ms, dns_ms, connect_ms,
          first_packet_ms, startup_skip_ms, watch_ms, stall_ms, stall_count, max_latency_ms
-  FROM play_sessions WHERE dt BETWEEN {before} AND {to}
+  FROM cdn_sessions
 ),
 s AS (
   SELECT day, {key_list},
@@ -124,7 +163,7 @@ s AS (
 ),
 room_beacons AS (
   SELECT CAST(event_time AS DATE) AS day, {key_defs}, type, session_id, room_id, seq, event_time
-  FROM room WHERE dt BETWEEN {from} AND {after}
+  FROM cdn_room
 ),
 joins AS (
   SELECT j.day, {j_keys}, j.session_id, j.room_id, j.seq, j.event_time,
@@ -151,34 +190,19 @@ minutes AS (
     unnest(generate_series(CAST(start_time AS BIGINT) / 60000, CAST(last_time AS BIGINT) / 60000)) AS minute
   FROM sessions
 ),
+session_minutes AS (
+  SELECT DISTINCT minute, {key_list}, session_id FROM minutes
+),
 per_minute AS (
   SELECT CAST(to_timestamp_millis(minute * 60000) AS DATE) AS day, {key_list}, minute,
-    COUNT(DISTINCT session_id) AS viewers
-  FROM minutes GROUP BY minute, {key_list}
+    COUNT(*) AS viewers
+  FROM session_minutes GROUP BY minute, {key_list}
 ),
 c AS (
   SELECT day, {key_list}, MAX(viewers) AS peak_concurrent
   FROM per_minute WHERE day BETWEEN CAST({from} AS DATE) AND CAST({to} AS DATE)
   GROUP BY day, {key_list}
-),
-k AS (
-  SELECT day, {key_list} FROM s UNION SELECT day, {key_list} FROM r UNION SELECT day, {key_list} FROM c
 )
-SELECT k.day, {key_cols},
-  COALESCE(s.plays, 0) AS plays, COALESCE(s.plays_with_play_start, 0) AS plays_with_play_start,
-  s.failure_pct, s.business_error_pct, s.ebvs_pct, COALESCE(s.first_frames, 0) AS first_frames,
-  s.first_frame_p50_ms, s.first_frame_p90_ms, s.dns_p50_ms, s.dns_p90_ms,
-  s.connect_p50_ms, s.connect_p90_ms, s.first_packet_p50_ms, s.first_packet_p90_ms,
-  s.stall_ratio, s.stalls_per_hour, s.startup_skip_avg_ms, s.startup_skip_share, s.latency_p90_ms,
-  s.avg_watch_s, COALESCE(s.watch_hours, 0.0) AS watch_hours,
-  COALESCE(r.joins, 0) AS joins, COALESCE(r.leaves, 0) AS leaves, b.bounce_rate,
-  COALESCE(c.peak_concurrent, 0) AS peak_concurrent
-FROM k
-LEFT JOIN s ON {s_join}
-LEFT JOIN r ON {r_join}
-LEFT JOIN b ON {b_join}
-LEFT JOIN c ON {c_join}
-ORDER BY k.day, {key_cols}
 "#,
         j_keys = keys.iter().map(|k| format!("j.{k}")).collect::<Vec<_>>().join(", "),
         ff50 = p(0.5, "first_frame_ms"),
@@ -190,11 +214,39 @@ ORDER BY k.day, {key_cols}
         fp50 = p(0.5, "first_packet_ms"),
         fp90 = p(0.9, "first_packet_ms"),
         lat90 = p(0.9, "max_latency_ms"),
+    );
+    let parts = PARTS
+        .iter()
+        .map(|(cte, table)| (*table, format!("{ctes} SELECT * FROM {cte}")))
+        .collect();
+    let joined = format!(
+        r#"
+WITH k AS (
+  SELECT day, {key_list} FROM cdn_s UNION SELECT day, {key_list} FROM cdn_r
+  UNION SELECT day, {key_list} FROM cdn_c
+)
+SELECT k.day, {key_cols},
+  COALESCE(s.plays, 0) AS plays, COALESCE(s.plays_with_play_start, 0) AS plays_with_play_start,
+  s.failure_pct, s.business_error_pct, s.ebvs_pct, COALESCE(s.first_frames, 0) AS first_frames,
+  s.first_frame_p50_ms, s.first_frame_p90_ms, s.dns_p50_ms, s.dns_p90_ms,
+  s.connect_p50_ms, s.connect_p90_ms, s.first_packet_p50_ms, s.first_packet_p90_ms,
+  s.stall_ratio, s.stalls_per_hour, s.startup_skip_avg_ms, s.startup_skip_share, s.latency_p90_ms,
+  s.avg_watch_s, COALESCE(s.watch_hours, 0.0) AS watch_hours,
+  COALESCE(r.joins, 0) AS joins, COALESCE(r.leaves, 0) AS leaves, b.bounce_rate,
+  COALESCE(c.peak_concurrent, 0) AS peak_concurrent
+FROM k
+LEFT JOIN cdn_s s ON {s_join}
+LEFT JOIN cdn_r r ON {r_join}
+LEFT JOIN cdn_b b ON {b_join}
+LEFT JOIN cdn_c c ON {c_join}
+ORDER BY k.day, {key_cols}
+"#,
         s_join = key_join("s"),
         r_join = key_join("r"),
         b_join = key_join("b"),
         c_join = key_join("c"),
-    )
+    );
+    (parts, joined)
 }
 
 async fn run(
@@ -203,7 +255,14 @@ async fn run(
     extra: &[&str],
     name: &'static str,
 ) -> Result<OutputTable> {
-    let (schema, batches) = query(ctx, &sql(params, extra)).await?;
+    let (parts, joined) = sql(params, extra);
+    for (table, part) in parts {
+        let rows = ctx.sql(&part).await?.cache().await?;
+        // The parts of the previous breakdown.
+        ctx.deregister_table(table)?;
+        ctx.register_table(table, rows.into_view())?;
+    }
+    let (schema, batches) = query(ctx, &joined).await?;
     Ok(OutputTable::new(name, schema, batches))
 }
 
