@@ -1,15 +1,18 @@
 //! Beacons to Arrow record batches that follow the published schemas of [`qoe_schemas::tables`].
 //!
-//! Each column is filled by an accessor chosen once per column (a function pointer), so building a batch
-//! costs one call per cell and no name lookups.
+//! Each column is filled by an accessor chosen once per column (a function pointer), so appending a
+//! beacon costs one call per cell and no name lookups. A [`TableBuffer`] is sorted once, when it is
+//! flushed, by a permutation over integer ranks of the key columns.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, MapBuilder, StringBuilder, TimestampMillisecondBuilder,
+    Array, ArrayRef, AsArray, BooleanBuilder, Float64Builder, Int64Builder, MapBuilder, StringArray, StringBuilder,
+    TimestampMillisecondBuilder, UInt32Array,
 };
-use arrow::datatypes::SchemaRef;
+use arrow::compute::take_record_batch;
+use arrow::datatypes::{Int64Type, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use qoe_schemas::tables::{self, ColumnType, Table};
@@ -158,36 +161,123 @@ fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// Builds the record batch of a beacon table from beacons of its family, in the given order.
-pub(crate) fn beacon_batch(table: Table, beacons: &[&Beacon]) -> Result<RecordBatch, ArrowError> {
-    let schema: SchemaRef = tables::schema(table);
-    let mut arrays = Vec::with_capacity(schema.fields().len());
-    for (name, column_type, _) in tables::columns(table) {
-        let Some(get) = accessor(name) else {
-            return Err(ArrowError::SchemaError(format!("column {name:?} is no beacon field")));
-        };
-        let mut builder = ColumnBuilder::new(column_type, beacons.len());
-        for beacon in beacons {
-            builder.append(get(beacon))?;
-        }
-        arrays.push(builder.finish());
-    }
-    RecordBatch::try_new(schema, arrays)
+/// The buffered rows of one beacon-table partition, column by column: a beacon is appended as it is
+/// accepted, so the job keeps columns, not beacons, between flushes.
+pub(crate) struct TableBuffer {
+    table: Table,
+    columns: Vec<(Accessor, ColumnBuilder)>,
+    rows: usize,
 }
 
-/// Sorts beacons of one table by the table's published sort key.
-pub(crate) fn sort_for_table(table: Table, beacons: &mut [&Beacon]) {
-    match table {
-        Table::Play => beacons.sort_by(|a, b| {
-            (a.cdn.as_deref(), &a.room_id, &a.session_id, a.seq).cmp(&(
-                b.cdn.as_deref(),
-                &b.room_id,
-                &b.session_id,
-                b.seq,
-            ))
-        }),
-        _ => beacons.sort_by(|a, b| (&a.room_id, &a.session_id, a.seq).cmp(&(&b.room_id, &b.session_id, b.seq))),
+impl std::fmt::Debug for TableBuffer {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("TableBuffer")
+            .field("table", &self.table)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
     }
+}
+
+/// Rows a column builder has room for before it first grows.
+const INITIAL_ROWS: usize = 4096;
+
+impl TableBuffer {
+    /// An empty buffer for `table`, one of the beacon tables.
+    pub(crate) fn new(table: Table) -> Result<Self, ArrowError> {
+        let mut columns = Vec::new();
+        for (name, column_type, _) in tables::columns(table) {
+            let Some(get) = accessor(name) else {
+                return Err(ArrowError::SchemaError(format!("column {name:?} is no beacon field")));
+            };
+            columns.push((get, ColumnBuilder::new(column_type, INITIAL_ROWS)));
+        }
+        Ok(TableBuffer {
+            table,
+            columns,
+            rows: 0,
+        })
+    }
+
+    /// Appends one beacon of the table's family.
+    pub(crate) fn push(&mut self, beacon: &Beacon) -> Result<(), ArrowError> {
+        for (get, builder) in &mut self.columns {
+            builder.append(get(beacon))?;
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Rows buffered.
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The record batch of the buffered rows, sorted by the table's published sort key (rows equal in
+    /// the key keep the order they were appended in).
+    pub(crate) fn finish_sorted(self) -> Result<RecordBatch, ArrowError> {
+        let schema: SchemaRef = tables::schema(self.table);
+        let arrays = self.columns.into_iter().map(|(_, builder)| builder.finish()).collect();
+        let batch = RecordBatch::try_new(schema, arrays)?;
+        let order = sort_order(self.table, &batch)?;
+        take_record_batch(&batch, &order)
+    }
+}
+
+/// Row indices of `batch` in the order of the table's sort key: `cdn` (nulls first; `play` only), then
+/// `room_id`, `session_id`, `seq`, then position. Strings are compared through their rank among the
+/// column's distinct values, so the sort compares integers, not strings.
+fn sort_order(table: Table, batch: &RecordBatch) -> Result<UInt32Array, ArrowError> {
+    let text = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|array| array.as_string_opt::<i32>())
+            .ok_or_else(|| ArrowError::SchemaError(format!("sort column {name:?} missing or mistyped")))
+    };
+    let seqs = batch
+        .column_by_name("seq")
+        .and_then(|array| array.as_primitive_opt::<Int64Type>())
+        .ok_or_else(|| ArrowError::SchemaError("sort column \"seq\" missing or mistyped".to_string()))?;
+    let cdn_ranks = match table {
+        Table::Play => ranks(text("cdn")?),
+        _ => vec![0; batch.num_rows()],
+    };
+    let room_ranks = ranks(text("room_id")?);
+    let session_ranks = ranks(text("session_id")?);
+    let rows = u32::try_from(batch.num_rows())
+        .map_err(|_| ArrowError::ComputeError(format!("{} rows do not fit one batch", batch.num_rows())))?;
+    let mut keys: Vec<(u32, u32, u32, i64, u32)> = (0..rows)
+        .map(|row| {
+            let at = row as usize;
+            (cdn_ranks[at], room_ranks[at], session_ranks[at], seqs.value(at), row)
+        })
+        .collect();
+    keys.sort_unstable();
+    Ok(keys.into_iter().map(|key| key.4).collect())
+}
+
+/// Each row's rank among the distinct values of `array` in byte order, from 1; 0 for null.
+fn ranks(array: &StringArray) -> Vec<u32> {
+    let mut ids: HashMap<&str, u32, foldhash::fast::RandomState> = HashMap::default();
+    let row_ids: Vec<u32> = (0..array.len())
+        .map(|row| {
+            if array.is_null(row) {
+                return u32::MAX;
+            }
+            let next = u32::try_from(ids.len()).unwrap_or(u32::MAX - 1);
+            *ids.entry(array.value(row)).or_insert(next)
+        })
+        .collect();
+    let mut distinct: Vec<(&str, u32)> = ids.into_iter().collect();
+    distinct.sort_unstable();
+    let mut rank_of_id = vec![0; distinct.len()];
+    for (rank, (_, id)) in distinct.iter().enumerate() {
+        rank_of_id[*id as usize] = u32::try_from(rank + 1).unwrap_or(u32::MAX);
+    }
+    row_ids
+        .into_iter()
+        .map(|id| if id == u32::MAX { 0 } else { rank_of_id[id as usize] })
+        .collect()
 }
 
 #[cfg(test)]
@@ -210,9 +300,53 @@ mod tests {
             ..Default::default()
         };
         for table in [Table::Play, Table::Push, Table::Room] {
-            let batch = beacon_batch(table, &[&beacon]).unwrap();
+            let mut buffer = TableBuffer::new(table).unwrap();
+            buffer.push(&beacon).unwrap();
+            let batch = buffer.finish_sorted().unwrap();
             assert_eq!(batch.schema(), tables::schema(table));
             assert_eq!(batch.num_rows(), 1);
+        }
+    }
+
+    /// The rank sort against a plain sort of the key tuples (strings compared as strings, `None` first,
+    /// ties in arrival order).
+    #[test]
+    fn rows_come_out_in_sort_key_order() {
+        let cdns = [None, Some("cdn-b"), Some("cdn-a"), Some("cdn-aa"), Some("")];
+        let rooms = ["r2", "r10", "r1", "r1"];
+        let sessions = ["s-3", "s-1", "s-20", "s-2", "s-1"];
+        let mut beacons = Vec::new();
+        for i in 0..400u64 {
+            let pick = |n: u64| usize::try_from((i * 7919 + n * 104_729) % 9973).unwrap();
+            beacons.push(Beacon {
+                v: 1,
+                kind: BeaconType::PlayHeartbeat,
+                ts: 1_763_800_000_000 + i,
+                session_id: sessions[pick(1) % sessions.len()].into(),
+                seq: (pick(2) % 6) as u64,
+                room_id: rooms[pick(3) % rooms.len()].into(),
+                cdn: cdns[pick(4) % cdns.len()].map(String::from),
+                ..Default::default()
+            });
+        }
+        for table in [Table::Play, Table::Room] {
+            let mut buffer = TableBuffer::new(table).unwrap();
+            for beacon in &beacons {
+                buffer.push(beacon).unwrap();
+            }
+            let batch = buffer.finish_sorted().unwrap();
+            let mut expected: Vec<&Beacon> = beacons.iter().collect();
+            match table {
+                Table::Play => expected.sort_by_key(|b| (b.cdn.as_deref(), &b.room_id, &b.session_id, b.seq)),
+                _ => expected.sort_by_key(|b| (&b.room_id, &b.session_id, b.seq)),
+            }
+            let times = batch
+                .column_by_name("ts")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+            let got: Vec<u64> = times.values().iter().map(|ts| *ts as u64).collect();
+            let want: Vec<u64> = expected.iter().map(|b| b.ts).collect();
+            assert_eq!(got, want, "{table:?}");
         }
     }
 }

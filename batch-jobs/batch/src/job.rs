@@ -11,6 +11,7 @@
 //! - a play beacon joins its session's existing `play_sessions` row when that row starts at or after
 //!   `w - session_horizon`, else it starts a new row (sessions longer than the horizon are cut).
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use qoe_schemas::tables::Table;
 use qoe_schemas::{parse_record, Beacon, Family, FieldError};
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::columns::{beacon_batch, sort_for_table};
+use crate::columns::TableBuffer;
 use crate::metrics::Metrics;
 use crate::sessions::{rows_from_batch, sessions_batch, SessionRow, ATTRIBUTES};
 use crate::warehouse::{self, Manifest, Move, Warehouse, HOUR_MS};
@@ -89,6 +90,10 @@ struct SessionSlot {
     prior: Option<RowPlace>,
 }
 
+/// The hasher of the job's per-beacon maps (keys are session ids and hashes, not secrets; the seed is
+/// random per process).
+type Hasher = foldhash::fast::RandomState;
+
 /// The row tag of a buffered beacon that is not folded into `play_sessions`.
 const NOT_FOLDED: u32 = u32::MAX;
 
@@ -98,10 +103,14 @@ struct SourceState {
     next_offset: i64,
     committed_seq: u64,
     watermark_ms: i64,
-    dedup: HashMap<u128, i64>,
-    sessions: HashMap<String, SessionSlot>,
-    /// Accepted beacons, each with the generation of the session row it folds into.
-    buffer: Vec<(Box<Beacon>, u32)>,
+    dedup: HashMap<u128, i64, Hasher>,
+    sessions: HashMap<String, SessionSlot, Hasher>,
+    /// Accepted beacons, as columns of their (table, event hour) partition.
+    tables: BTreeMap<(Table, i64), TableBuffer>,
+    /// Accepted play beacons folded into one partial row per (session, row generation).
+    partials: HashMap<String, Vec<(u32, SessionRow)>, Hasher>,
+    /// Accepted beacons not flushed yet.
+    buffered: usize,
     first_offset: Option<i64>,
     last_offset: Option<i64>,
     oldest: Option<Instant>,
@@ -167,6 +176,25 @@ fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
+fn arrow_error(error: arrow::error::ArrowError) -> BatchError {
+    BatchError::Arrow(error.to_string())
+}
+
+/// Folds an accepted play beacon into its (session, generation) partial row.
+fn fold(partials: &mut HashMap<String, Vec<(u32, SessionRow)>, Hasher>, beacon: &Beacon, generation: u32) {
+    let rows = match partials.get_mut(beacon.session_id.as_str()) {
+        Some(rows) => rows,
+        None => partials.entry(beacon.session_id.clone()).or_default(),
+    };
+    match rows
+        .iter_mut()
+        .find(|(row_generation, _)| *row_generation == generation)
+    {
+        Some((_, row)) => row.fold(beacon),
+        None => rows.push((generation, SessionRow::from_beacon(beacon))),
+    }
+}
+
 fn hour_of(time_ms: i64) -> i64 {
     time_ms.div_euclid(HOUR_MS) * HOUR_MS
 }
@@ -214,9 +242,11 @@ impl Job {
             next_offset,
             committed_seq,
             watermark_ms,
-            dedup: HashMap::new(),
-            sessions: HashMap::new(),
-            buffer: Vec::new(),
+            dedup: HashMap::default(),
+            sessions: HashMap::default(),
+            tables: BTreeMap::new(),
+            partials: HashMap::default(),
+            buffered: 0,
             first_offset: None,
             last_offset: None,
             oldest: None,
@@ -327,7 +357,7 @@ impl Job {
     /// is affected, and the next owner reads the dropped records again.
     pub fn close_source(&mut self, source: &str) {
         if let Some(state) = self.sources.remove(source) {
-            self.buffered -= state.buffer.len();
+            self.buffered -= state.buffered;
         }
         let _ = self.metrics.committed_offset.remove_label_values(&[source]);
     }
@@ -420,7 +450,16 @@ impl Job {
             }
         }
         state.watermark_ms = watermark.max(event_time);
-        state.buffer.push((beacon, generation));
+        let table = Table::of_family(beacon.kind.family());
+        let columns = match state.tables.entry((table, hour_of(event_time))) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => entry.insert(TableBuffer::new(table).map_err(arrow_error)?),
+        };
+        columns.push(&beacon).map_err(arrow_error)?;
+        if generation != NOT_FOLDED {
+            fold(&mut state.partials, &beacon, generation);
+        }
+        state.buffered += 1;
         self.buffered += 1;
         self.metrics.accepted.inc();
         Ok(Offer::Accepted)
@@ -459,7 +498,9 @@ impl Job {
         let (Some(first_offset), Some(last_offset)) = (state.first_offset, state.last_offset) else {
             return Ok(None);
         };
-        let buffer = std::mem::take(&mut state.buffer);
+        let tables = std::mem::take(&mut state.tables);
+        let partials = std::mem::take(&mut state.partials);
+        let buffered = std::mem::replace(&mut state.buffered, 0);
         let seq = state.committed_seq + 1;
         let watermark_ms = state.watermark_ms;
         let manifest = Manifest {
@@ -471,8 +512,8 @@ impl Job {
             moves: Vec::new(),
             fingerprint: state.fingerprint.clone(),
         };
-        let result = self.write_flush(manifest, &buffer);
-        self.buffered -= buffer.len();
+        let result = self.write_flush(manifest, tables, partials);
+        self.buffered -= buffered;
         let (moves, rows) = match result {
             Ok(done) => done,
             Err(error) => {
@@ -513,7 +554,8 @@ impl Job {
     fn write_flush(
         &mut self,
         mut manifest: Manifest,
-        buffer: &[(Box<Beacon>, u32)],
+        tables: BTreeMap<(Table, i64), TableBuffer>,
+        partials: HashMap<String, Vec<(u32, SessionRow)>, Hasher>,
     ) -> Result<(usize, u64), BatchError> {
         let source_id = manifest.source.clone();
         let source = source_id.as_str();
@@ -524,20 +566,13 @@ impl Job {
         let mut moves = Vec::new();
         let mut rows = 0;
 
-        let mut groups: BTreeMap<(Table, i64), Vec<&Beacon>> = BTreeMap::new();
-        for (beacon, _) in buffer {
-            let time = i64::try_from(beacon.event_time_ms()).unwrap_or(i64::MAX);
-            let table = Table::of_family(beacon.kind.family());
-            groups.entry((table, hour_of(time))).or_default().push(beacon);
-        }
-        for ((table, hour), mut beacons) in groups {
-            sort_for_table(table, &mut beacons);
-            let batch = beacon_batch(table, &beacons).map_err(|error| BatchError::Arrow(error.to_string()))?;
+        for ((table, hour), columns) in tables {
+            let count = columns.rows() as u64;
+            let batch = columns.finish_sorted().map_err(arrow_error)?;
             // Unique per flush: recovery takes an existing temporary file for one of the last commit.
             let tmp_name = format!("{seq}.{}.{data_name}", moves.len());
             self.step()?;
             warehouse::write_parquet(&tmp_dir.join(&tmp_name), table, &batch)?;
-            let count = beacons.len() as u64;
             rows += count;
             self.metrics.rows.with_label_values(&[table.name()]).inc_by(count);
             moves.push(Move {
@@ -546,7 +581,7 @@ impl Job {
                 rows: count,
             });
         }
-        self.stage_sessions(source, seq, buffer, &mut moves)?;
+        self.stage_sessions(source, seq, partials, &mut moves)?;
 
         manifest.moves = moves;
         self.warehouse.prepare(&manifest, &tmp_dir)?;
@@ -566,26 +601,21 @@ impl Job {
         &mut self,
         source: &str,
         seq: u64,
-        buffer: &[(Box<Beacon>, u32)],
+        partials: HashMap<String, Vec<(u32, SessionRow)>, Hasher>,
         moves: &mut Vec<Move>,
     ) -> Result<(), BatchError> {
-        // One partial row per (session, row generation), in offset order.
-        let mut partials: BTreeMap<(&str, u32), SessionRow> = BTreeMap::new();
-        for (beacon, generation) in buffer {
-            if *generation == NOT_FOLDED {
-                continue;
-            }
-            let row = SessionRow::from_beacon(beacon);
-            match partials.get_mut(&(beacon.session_id.as_str(), *generation)) {
-                Some(partial) => partial.merge(row),
-                None => {
-                    partials.insert((&beacon.session_id, *generation), row);
-                }
-            }
-        }
+        // One partial row per (session, row generation), in that order.
+        let mut partials: Vec<((String, u32), SessionRow)> = partials
+            .into_iter()
+            .flat_map(|(session, rows)| {
+                rows.into_iter()
+                    .map(move |(generation, row)| ((session.clone(), generation), row))
+            })
+            .collect();
         if partials.is_empty() {
             return Ok(());
         }
+        partials.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let Some(state) = self.sources.get(source) else {
             return Err(BatchError::SourceNotOpen(source.to_string()));
         };
@@ -593,7 +623,7 @@ impl Job {
         let mut placements = Vec::with_capacity(partials.len());
         let mut hours = BTreeSet::new();
         for ((session, generation), partial) in partials {
-            let slot = state.sessions.get(session);
+            let slot = state.sessions.get(&session);
             let place = slot.and_then(|slot| {
                 [Some(slot.current), slot.prior]
                     .into_iter()

@@ -221,6 +221,73 @@ impl SessionRow {
         }
     }
 
+    /// Folds one more beacon of the session in: the same as `self.merge(SessionRow::from_beacon(beacon))`,
+    /// without building the beacon's summary (strings are copied only where they are kept).
+    pub fn fold(&mut self, beacon: &Beacon) {
+        let time = int(Some(beacon.event_time_ms())).unwrap_or_default();
+        let seq = int(Some(beacon.seq)).unwrap_or_default();
+        let is = |kind: BeaconType| beacon.kind == kind;
+        let is_earlier = (time, seq) < (self.start_time, self.first_seq);
+        let attributes = [
+            beacon.user_id.as_deref(),
+            beacon.device_id.as_deref(),
+            beacon.app_version.as_deref(),
+            beacon.os.as_deref(),
+            beacon.device_model.as_deref(),
+            beacon.network.map(|network| network.as_str()),
+            beacon.isp.as_deref(),
+            beacon.region.as_deref(),
+            beacon.cdn.as_deref(),
+            beacon.edge_ip.as_deref(),
+        ];
+        for (mine, theirs) in self.attributes.iter_mut().zip(attributes) {
+            if let Some(theirs) = theirs {
+                if mine.is_none() || is_earlier {
+                    *mine = Some(theirs.to_string());
+                }
+            }
+        }
+        if beacon.exp.is_some() && (self.exp.is_none() || is_earlier) {
+            self.exp.clone_from(&beacon.exp);
+        }
+        if is_earlier {
+            self.start_time = time;
+            self.first_seq = seq;
+            self.platform = beacon.platform.as_str().to_string();
+            self.room_id.clone_from(&beacon.room_id);
+        }
+        self.last_time = self.last_time.max(time);
+        self.beacons += 1;
+        self.has_play_start |= is(BeaconType::PlayStart);
+        let rare = is(BeaconType::FirstFrame)
+            || is(BeaconType::PlayError)
+            || is(BeaconType::PlayEnd)
+            || beacon.startup_skip_ms.is_some()
+            || beacon.startup_speedup_ms.is_some();
+        if rare {
+            // Firsts and lasts: few beacons of a session carry them, so the summary's own merge does it.
+            let summary = SessionRow::from_beacon(beacon);
+            earliest(&mut self.first_frame, summary.first_frame);
+            earliest(&mut self.startup, summary.startup);
+            earliest(&mut self.fatal_error, summary.fatal_error);
+            self.errors += summary.errors;
+            self.business_error |= summary.business_error;
+            if let Some(theirs) = summary.end {
+                if self.end.as_ref().is_none_or(|mine| theirs > *mine) {
+                    self.end = Some(theirs);
+                }
+            }
+        }
+        if is(BeaconType::PlayHeartbeat) || is(BeaconType::PlayEnd) {
+            self.heartbeats += i64::from(is(BeaconType::PlayHeartbeat));
+            self.watch_ms += int(beacon.watch_ms).unwrap_or(0);
+            self.stall_ms += int(beacon.stall_ms).unwrap_or(0);
+            self.stall_count += int(beacon.stall_count).unwrap_or(0);
+            self.dropped_frames += int(beacon.dropped_frames).unwrap_or(0);
+        }
+        self.max_latency_ms = self.max_latency_ms.max(int(beacon.latency_ms));
+    }
+
     /// Exit before video start: the session ended, never showed a frame, and not because of an error.
     pub fn ebvs(&self) -> bool {
         matches!(&self.end, Some((_, _, reason, first_frame_seen)) if !first_frame_seen && reason != "error")
