@@ -27,15 +27,23 @@ step "ingest: $beacons beacons from the simulator"
 "$qoe" simulate --target "file:$work/ingest.ndjson" --seed 7 --start=-20m --duration 15m --rooms 200 \
   --viewers 20000 --max-beacons "$beacons" >/dev/null
 ls -l "$work/ingest.ndjson"
-rm -rf "$work/wh-ingest" "$work/duck-ingest.parquet"
-t0=$(now)
-"$qoe" batch --input "file:$work/ingest.ndjson" --warehouse "$work/wh-ingest" --log warn
-t1=$(now)
-"$DUCKDB" -c "SET threads = 2; COPY (SELECT * FROM read_ndjson('$work/ingest.ndjson', columns = $columns)) TO '$work/duck-ingest.parquet' (FORMAT parquet, COMPRESSION zstd);"
-t2=$(now)
-ours=$(elapsed "$t0" "$t1"); duck=$(elapsed "$t1" "$t2")
+# Three runs of each, interleaved (this machine's timings vary by up to 50 % from run to run); the
+# ratio is taken between the medians.
+ours_runs=(); duck_runs=()
+for run in 1 2 3; do
+  rm -rf "$work/wh-ingest" "$work/duck-ingest.parquet"
+  t0=$(now)
+  "$qoe" batch --input "file:$work/ingest.ndjson" --warehouse "$work/wh-ingest" --log warn >/dev/null
+  t1=$(now)
+  "$DUCKDB" -c "SET threads = 2; COPY (SELECT * FROM read_ndjson('$work/ingest.ndjson', columns = $columns)) TO '$work/duck-ingest.parquet' (FORMAT parquet, COMPRESSION zstd);"
+  t2=$(now)
+  ours_runs+=("$(elapsed "$t0" "$t1")"); duck_runs+=("$(elapsed "$t1" "$t2")")
+  echo "ingest, run $run: qoe batch ${ours_runs[-1]} s, duckdb COPY ${duck_runs[-1]} s"
+done
+median() { python3 -c "import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
+ours=$(median "${ours_runs[@]}"); duck=$(median "${duck_runs[@]}")
 ours_rate=$(python3 -c "print(round($beacons / $ours))"); duck_rate=$(python3 -c "print(round($beacons / $duck))")
-echo "ingest: qoe batch ${ours} s (${ours_rate} beacons/s), duckdb COPY ${duck} s (${duck_rate} beacons/s), ratio $(ratio "$ours_rate" "$duck_rate")"
+echo "ingest (medians): qoe batch ${ours} s (${ours_rate} beacons/s), duckdb COPY ${duck} s (${duck_rate} beacons/s), ratio $(ratio "$ours_rate" "$duck_rate")"
 du -sh "$work/wh-ingest" "$work/duck-ingest.parquet"
 
 step "report: 30 days of simulated traffic"

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{AsArray, Int64Array, TimestampMillisecondArray};
 use qoe_schemas::tables::Table;
 use qoe_schemas::{parse_record, Beacon, Family, FieldError};
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 use crate::columns::TableBuffer;
 use crate::metrics::Metrics;
@@ -140,12 +140,10 @@ pub struct Job {
     writer: String,
 }
 
+/// The de-duplication key of `(session_id, seq)`: a 128-bit hash (collisions are out of reach), one
+/// shot, with `seq` as the seed.
 fn dedup_key(session_id: &str, seq: u64) -> u128 {
-    let mut hasher = Xxh3::new();
-    hasher.update(session_id.as_bytes());
-    hasher.update(&[0xff]);
-    hasher.update(&seq.to_le_bytes());
-    hasher.digest128()
+    xxh3_128_with_seed(session_id.as_bytes(), seq)
 }
 
 /// Index of `cdn` in [`SessionRow::attributes`], the first sort column of `play_sessions`.
@@ -193,6 +191,57 @@ fn fold(partials: &mut HashMap<String, Vec<(u32, SessionRow)>, Hasher>, beacon: 
         Some((_, row)) => row.fold(beacon),
         None => rows.push((generation, SessionRow::from_beacon(beacon))),
     }
+}
+
+/// One beacon file of a flush, encoded: its (table, hour), rows, and Parquet bytes.
+type Encoded = ((Table, i64), u64, Vec<u8>);
+
+/// Sorts and encodes the beacon files of a flush on as many threads as there are cores (largest
+/// first); returns them in the order of `tables`. Encoding does no IO: the files are written, one
+/// step each, by the caller.
+fn encode_tables(tables: BTreeMap<(Table, i64), TableBuffer>) -> Result<Vec<Encoded>, BatchError> {
+    let encode = |(key, columns): ((Table, i64), TableBuffer)| -> Result<Encoded, BatchError> {
+        let rows = columns.rows() as u64;
+        let batch = columns.finish_sorted().map_err(arrow_error)?;
+        Ok((key, rows, warehouse::encode_parquet(key.0, &batch)?))
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(tables.len());
+    if workers <= 1 {
+        return tables.into_iter().map(encode).collect();
+    }
+    let files = tables.len();
+    let mut by_size: Vec<(usize, (Table, i64), TableBuffer)> = tables
+        .into_iter()
+        .enumerate()
+        .map(|(index, (key, columns))| (index, key, columns))
+        .collect();
+    by_size.sort_by_key(|(_, _, columns)| std::cmp::Reverse(columns.rows()));
+    let queue = std::sync::Mutex::new(by_size.into_iter());
+    let next = || queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).next();
+    let mut done: Vec<(usize, Result<Encoded, BatchError>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut encoded = Vec::new();
+                    while let Some((index, key, columns)) = next() {
+                        encoded.push((index, encode((key, columns))));
+                    }
+                    encoded
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().unwrap_or_default())
+            .collect()
+    });
+    if done.len() != files {
+        return Err(BatchError::Join("a Parquet encoding thread panicked".to_string()));
+    }
+    done.sort_by_key(|(index, _)| *index);
+    done.into_iter().map(|(_, encoded)| encoded).collect()
 }
 
 fn hour_of(time_ms: i64) -> i64 {
@@ -566,13 +615,11 @@ impl Job {
         let mut moves = Vec::new();
         let mut rows = 0;
 
-        for ((table, hour), columns) in tables {
-            let count = columns.rows() as u64;
-            let batch = columns.finish_sorted().map_err(arrow_error)?;
+        for ((table, hour), count, bytes) in encode_tables(tables)? {
             // Unique per flush: recovery takes an existing temporary file for one of the last commit.
             let tmp_name = format!("{seq}.{}.{data_name}", moves.len());
             self.step()?;
-            warehouse::write_parquet(&tmp_dir.join(&tmp_name), table, &batch)?;
+            warehouse::write_synced(&tmp_dir.join(&tmp_name), &bytes)?;
             rows += count;
             self.metrics.rows.with_label_values(&[table.name()]).inc_by(count);
             moves.push(Move {

@@ -386,9 +386,12 @@ fn sync_dir(dir: &Path) -> Result<(), BatchError> {
 /// Writes one record batch as a zstd Parquet file sorted by the table's key, with page statistics, and
 /// fsyncs it.
 pub fn write_parquet(path: &Path, table: Table, batch: &RecordBatch) -> Result<(), BatchError> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(|error| io_error(dir, error))?;
-    }
+    write_synced(path, &encode_parquet(table, batch)?)
+}
+
+/// Encodes one record batch as the bytes of a zstd Parquet file (see [`write_parquet`]); no IO, so a
+/// flush can encode its files on several threads.
+pub fn encode_parquet(table: Table, batch: &RecordBatch) -> Result<Vec<u8>, BatchError> {
     let schema = batch.schema();
     let sorting: Vec<SortingColumn> = table
         .sort_key()
@@ -406,11 +409,9 @@ pub fn write_parquet(path: &Path, table: Table, batch: &RecordBatch) -> Result<(
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_sorting_columns(Some(sorting))
         .build();
-    let file = File::create(path).map_err(|error| io_error(path, error))?;
-    let mut writer = ArrowWriter::try_new(file, schema, Some(properties)).map_err(BatchError::Parquet)?;
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(properties)).map_err(BatchError::Parquet)?;
     writer.write(batch).map_err(BatchError::Parquet)?;
-    let file = writer.into_inner().map_err(BatchError::Parquet)?;
-    file.sync_all().map_err(|error| io_error(path, error))
+    writer.into_inner().map_err(BatchError::Parquet)
 }
 
 /// Reads the named columns of a Parquet file (all columns when `columns` is empty).

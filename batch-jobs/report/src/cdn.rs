@@ -50,9 +50,13 @@ pub async fn cdn_report(warehouse: &Path, params: CdnParams) -> Result<CdnReport
         .map(|name| format!("table {name:?} is missing from the warehouse: its metrics are empty"))
         .collect();
     load(&ctx, &params).await?;
-    let daily = run(&ctx, &params, &[], "cdn_daily").await?;
-    let region_daily = run(&ctx, &params, &["region"], "cdn_region_daily").await?;
-    let isp_daily = run(&ctx, &params, &["isp"], "cdn_isp_daily").await?;
+    // The three breakdowns run side by side: planning is single-threaded, and small parts leave
+    // cores idle.
+    let (daily, region_daily, isp_daily) = tokio::try_join!(
+        run(&ctx, &params, &[], "cdn_daily"),
+        run(&ctx, &params, &["region"], "cdn_region_daily"),
+        run(&ctx, &params, &["isp"], "cdn_isp_daily"),
+    )?;
     if daily.num_rows() == 0 {
         notes.push(format!(
             "no plays and no room beacons between {} and {}",
@@ -103,14 +107,14 @@ async fn load(ctx: &SessionContext, params: &CdnParams) -> Result<()> {
     Ok(())
 }
 
-/// The parts of the report each materialised before the final join, which reads each twice: (CTE,
-/// table it is stored as).
-const PARTS: [(&str, &str); 4] = [("s", "cdn_s"), ("r", "cdn_r"), ("b", "cdn_b"), ("c", "cdn_c")];
+/// The parts of the report, each materialised as `<output table>_<part>` before the final join, which
+/// reads each twice.
+const PARTS: [&str; 4] = ["s", "r", "b", "c"];
 
 /// The report's SQL over `cdn_sessions` and `cdn_room` ([`load`]) for the given extra grouping keys
 /// (besides `day` and `cdn`): the queries of the [`PARTS`] as (table, SQL), and the final join of the
-/// parts.
-pub(crate) fn sql(params: &CdnParams, extra: &[&str]) -> (Vec<(&'static str, String)>, String) {
+/// parts; `name` is the output table's.
+pub(crate) fn sql(params: &CdnParams, extra: &[&str], name: &str) -> (Vec<(String, String)>, String) {
     let from = day_lit(params.from);
     let to = day_lit(params.to);
     let keys: Vec<&str> = std::iter::once("cdn").chain(extra.iter().copied()).collect();
@@ -217,13 +221,13 @@ c AS (
     );
     let parts = PARTS
         .iter()
-        .map(|(cte, table)| (*table, format!("{ctes} SELECT * FROM {cte}")))
+        .map(|part| (format!("{name}_{part}"), format!("{ctes} SELECT * FROM {part}")))
         .collect();
     let joined = format!(
         r#"
 WITH k AS (
-  SELECT day, {key_list} FROM cdn_s UNION SELECT day, {key_list} FROM cdn_r
-  UNION SELECT day, {key_list} FROM cdn_c
+  SELECT day, {key_list} FROM {name}_s UNION SELECT day, {key_list} FROM {name}_r
+  UNION SELECT day, {key_list} FROM {name}_c
 )
 SELECT k.day, {key_cols},
   COALESCE(s.plays, 0) AS plays, COALESCE(s.plays_with_play_start, 0) AS plays_with_play_start,
@@ -235,10 +239,10 @@ SELECT k.day, {key_cols},
   COALESCE(r.joins, 0) AS joins, COALESCE(r.leaves, 0) AS leaves, b.bounce_rate,
   COALESCE(c.peak_concurrent, 0) AS peak_concurrent
 FROM k
-LEFT JOIN cdn_s s ON {s_join}
-LEFT JOIN cdn_r r ON {r_join}
-LEFT JOIN cdn_b b ON {b_join}
-LEFT JOIN cdn_c c ON {c_join}
+LEFT JOIN {name}_s s ON {s_join}
+LEFT JOIN {name}_r r ON {r_join}
+LEFT JOIN {name}_b b ON {b_join}
+LEFT JOIN {name}_c c ON {c_join}
 ORDER BY k.day, {key_cols}
 "#,
         s_join = key_join("s"),
@@ -255,11 +259,9 @@ async fn run(
     extra: &[&str],
     name: &'static str,
 ) -> Result<OutputTable> {
-    let (parts, joined) = sql(params, extra);
+    let (parts, joined) = sql(params, extra, name);
     for (table, part) in parts {
         let rows = ctx.sql(&part).await?.cache().await?;
-        // The parts of the previous breakdown.
-        ctx.deregister_table(table)?;
         ctx.register_table(table, rows.into_view())?;
     }
     let (schema, batches) = query(ctx, &joined).await?;

@@ -29,6 +29,7 @@ mod cdn;
 mod forecast;
 mod html;
 mod output;
+mod quantile;
 mod rooms;
 mod warehouse;
 

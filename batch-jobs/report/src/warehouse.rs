@@ -46,18 +46,9 @@ pub(crate) fn day_lit(day: NaiveDate) -> String {
 }
 
 /// An aggregate expression: the exact continuous `q`-quantile of the non-null values of `expr`
-/// (`docs/reports.md`: x_⌊h⌋ + (h−⌊h⌋)(x_⌊h⌋+1 − x_⌊h⌋), h = q(n−1), DuckDB's `quantile_cont`); null
-/// without values. DataFusion's `percentile_cont` is not used: it truncates the interpolation weight to
-/// 6 decimals (p90 of 470 and 471 at weight 0.2 gives 470.199999), so the reports interpolate
-/// between the sorted values themselves.
+/// ([`crate::quantile`], DuckDB's `quantile_cont`); null without values.
 pub(crate) fn percentile(q: f64, expr: &str) -> String {
-    let a = format!("array_sort(array_agg(CAST({expr} AS DOUBLE)) FILTER (WHERE {expr} IS NOT NULL))");
-    let n = format!("CAST(cardinality({a}) AS BIGINT)");
-    let h = format!("(CAST({q} AS DOUBLE) * CAST({n} - 1 AS DOUBLE))");
-    let lo = format!("CAST(floor({h}) AS BIGINT)");
-    format!(
-        "(array_element({a}, {lo} + 1) + ({h} - CAST({lo} AS DOUBLE)) * (array_element({a}, least({lo} + 2, {n})) - array_element({a}, {lo} + 1)))"
-    )
+    format!("quantile_cont(CAST({expr} AS DOUBLE), CAST({q} AS DOUBLE))")
 }
 
 /// The schema of a table as registered: the file columns plus `dt` and `hour` (strings).
@@ -92,6 +83,7 @@ pub(crate) async fn open(warehouse: &Path) -> Result<(SessionContext, Vec<&'stat
         .with_collect_statistics(false)
         .with_information_schema(false);
     let ctx = SessionContext::new_with_config(config);
+    ctx.register_udaf(crate::quantile::quantile_cont());
     let mut missing = Vec::new();
     for table in Table::ALL {
         let dir = warehouse.join(table.name());
