@@ -13,6 +13,7 @@ use crate::html::{Chart, Page, Series};
 use crate::output::{write_all, OutputTable};
 use crate::warehouse::{check_range, day_lit, open, percentile, query};
 use crate::Result;
+use arrow::array::AsArray;
 
 /// Parameters of the CDN report.
 #[derive(Debug, Clone)]
@@ -49,13 +50,13 @@ pub async fn cdn_report(warehouse: &Path, params: CdnParams) -> Result<CdnReport
         .filter(|name| **name != "push")
         .map(|name| format!("table {name:?} is missing from the warehouse: its metrics are empty"))
         .collect();
-    load(&ctx, &params).await?;
+    let sessions = load(&ctx, &params).await?;
     // The three breakdowns run side by side: planning is single-threaded, and small parts leave
     // cores idle.
     let (daily, region_daily, isp_daily) = tokio::try_join!(
-        run(&ctx, &params, &[], "cdn_daily"),
-        run(&ctx, &params, &["region"], "cdn_region_daily"),
-        run(&ctx, &params, &["isp"], "cdn_isp_daily"),
+        run(&ctx, &params, sessions, &[], "cdn_daily"),
+        run(&ctx, &params, sessions, &["region"], "cdn_region_daily"),
+        run(&ctx, &params, sessions, &["isp"], "cdn_isp_daily"),
     )?;
     if daily.num_rows() == 0 {
         notes.push(format!(
@@ -75,7 +76,7 @@ pub async fn cdn_report(warehouse: &Path, params: CdnParams) -> Result<CdnReport
 /// Reads the partitions the report needs once into memory, as `cdn_sessions` and `cdn_room`: the three
 /// tables of the report are three queries over the same rows, and decoding the Parquet files once
 /// instead of once per table and per use in a query is most of the report's time.
-async fn load(ctx: &SessionContext, params: &CdnParams) -> Result<()> {
+async fn load(ctx: &SessionContext, params: &CdnParams) -> Result<Sessions> {
     let from = day_lit(params.from);
     let to = day_lit(params.to);
     // A session that started the day before `from` may still be watched on `from`; a leave that ends a
@@ -100,11 +101,91 @@ async fn load(ctx: &SessionContext, params: &CdnParams) -> Result<()> {
             ),
         ),
     ];
-    for (name, sql) in sources {
-        let rows = ctx.sql(&sql).await?.cache().await?;
-        ctx.register_table(name, rows.into_view())?;
+    let cache = |sql: String| async move { ctx.sql(&sql).await?.cache().await };
+    let [(sessions_name, sessions_sql), (room_name, room_sql)] = sources;
+    let (sessions, room) = tokio::try_join!(cache(sessions_sql), cache(room_sql))?;
+    ctx.register_table(sessions_name, sessions.into_view())?;
+    ctx.register_table(room_name, room.into_view())?;
+    // A session has several rows only when it was cut (longer than the batch job's session horizon):
+    // only then can one session count twice in a minute.
+    let (_, batches) = query(ctx, "SELECT COUNT(*) = COUNT(DISTINCT session_id) FROM cdn_sessions").await?;
+    let one_row_each = batches
+        .first()
+        .and_then(|batch| batch.column(0).as_boolean_opt().map(|flags| flags.value(0)))
+        .unwrap_or(false);
+    Ok(Sessions { one_row_each })
+}
+
+/// What [`load`] found out about the sessions of the range.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sessions {
+    /// Every session has one `play_sessions` row: distinct sessions per minute need no DISTINCT.
+    one_row_each: bool,
+}
+
+/// The CTEs that end in `c`, the peak concurrent viewers per (day, keys): the number of distinct
+/// sessions whose `[start_time, last_time]` covers a minute, at its largest over the minutes of the day.
+fn concurrency_sql(params: &CdnParams, keys: &[&str], sessions: Sessions) -> String {
+    let key_list = keys.join(", ");
+    let from = day_lit(params.from);
+    let to = day_lit(params.to);
+    if !sessions.one_row_each {
+        // A cut session has several rows: expand every row to its minutes and count each session once.
+        return format!(
+            r#"
+minutes AS (
+  SELECT {key_list}, session_id,
+    unnest(generate_series(CAST(start_time AS BIGINT) / 60000, CAST(last_time AS BIGINT) / 60000)) AS minute
+  FROM sessions
+),
+session_minutes AS (
+  SELECT DISTINCT minute, {key_list}, session_id FROM minutes
+),
+per_minute AS (
+  SELECT CAST(to_timestamp_millis(minute * 60000) AS DATE) AS day, {key_list}, minute,
+    COUNT(*) AS viewers
+  FROM session_minutes GROUP BY minute, {key_list}
+),
+c AS (
+  SELECT day, {key_list}, MAX(viewers) AS peak_concurrent
+  FROM per_minute WHERE day BETWEEN CAST({from} AS DATE) AND CAST({to} AS DATE)
+  GROUP BY day, {key_list}
+)"#
+        );
     }
-    Ok(())
+    // One row per session: a sweep over the minutes where the count changes (+1 at a session's first
+    // minute, -1 after its last), plus every day's first minute, where the count carried over from the
+    // day before is seen. The count is constant between those minutes, so the largest of them is the
+    // day's peak.
+    let minute_of = |day: NaiveDate| day.and_time(chrono::NaiveTime::MIN).and_utc().timestamp() / 60;
+    let first_minute = minute_of(params.from);
+    let end_minute = minute_of(params.to + Days::new(1));
+    let carried_keys = keys.iter().map(|key| format!("k.{key}")).collect::<Vec<_>>().join(", ");
+    format!(
+        r#"
+events AS (
+  SELECT {key_list}, CAST(start_time AS BIGINT) / 60000 AS minute, 1 AS delta FROM sessions
+  UNION ALL
+  SELECT {key_list}, CAST(last_time AS BIGINT) / 60000 + 1 AS minute, -1 AS delta FROM sessions
+  UNION ALL
+  SELECT {carried_keys}, d.minute, 0 AS delta
+  FROM (SELECT DISTINCT {key_list} FROM sessions) k
+  CROSS JOIN (SELECT unnest(generate_series({first_minute}, {end_minute} - 1, 1440)) AS minute) d
+),
+changes AS (
+  SELECT {key_list}, minute, SUM(delta) AS delta FROM events GROUP BY {key_list}, minute
+),
+per_minute AS (
+  SELECT {key_list}, minute,
+    SUM(delta) OVER (PARTITION BY {key_list} ORDER BY minute ROWS UNBOUNDED PRECEDING) AS viewers
+  FROM changes
+),
+c AS (
+  SELECT CAST(to_timestamp_millis(minute * 60000) AS DATE) AS day, {key_list}, MAX(viewers) AS peak_concurrent
+  FROM per_minute WHERE minute >= {first_minute} AND minute < {end_minute}
+  GROUP BY 1, {key_list} HAVING MAX(viewers) > 0
+)"#
+    )
 }
 
 /// The parts of the report, each materialised as `<output table>_<part>` before the final join, which
@@ -114,10 +195,16 @@ const PARTS: [&str; 4] = ["s", "r", "b", "c"];
 /// The report's SQL over `cdn_sessions` and `cdn_room` ([`load`]) for the given extra grouping keys
 /// (besides `day` and `cdn`): the queries of the [`PARTS`] as (table, SQL), and the final join of the
 /// parts; `name` is the output table's.
-pub(crate) fn sql(params: &CdnParams, extra: &[&str], name: &str) -> (Vec<(String, String)>, String) {
+pub(crate) fn sql(
+    params: &CdnParams,
+    extra: &[&str],
+    name: &str,
+    sessions: Sessions,
+) -> (Vec<(String, String)>, String) {
     let from = day_lit(params.from);
     let to = day_lit(params.to);
     let keys: Vec<&str> = std::iter::once("cdn").chain(extra.iter().copied()).collect();
+    let concurrency = concurrency_sql(params, &keys, sessions);
     let key_defs = keys
         .iter()
         .map(|k| format!("COALESCE({k}, 'unknown') AS {k}"))
@@ -189,24 +276,7 @@ b AS (
   SELECT day, {key_list}, CAST(SUM(bounced) AS DOUBLE) / COUNT(*) AS bounce_rate
   FROM joins GROUP BY day, {key_list}
 ),
-minutes AS (
-  SELECT {key_list}, session_id,
-    unnest(generate_series(CAST(start_time AS BIGINT) / 60000, CAST(last_time AS BIGINT) / 60000)) AS minute
-  FROM sessions
-),
-session_minutes AS (
-  SELECT DISTINCT minute, {key_list}, session_id FROM minutes
-),
-per_minute AS (
-  SELECT CAST(to_timestamp_millis(minute * 60000) AS DATE) AS day, {key_list}, minute,
-    COUNT(*) AS viewers
-  FROM session_minutes GROUP BY minute, {key_list}
-),
-c AS (
-  SELECT day, {key_list}, MAX(viewers) AS peak_concurrent
-  FROM per_minute WHERE day BETWEEN CAST({from} AS DATE) AND CAST({to} AS DATE)
-  GROUP BY day, {key_list}
-)
+{concurrency}
 "#,
         j_keys = keys.iter().map(|k| format!("j.{k}")).collect::<Vec<_>>().join(", "),
         ff50 = p(0.5, "first_frame_ms"),
@@ -256,10 +326,11 @@ ORDER BY k.day, {key_cols}
 async fn run(
     ctx: &datafusion::prelude::SessionContext,
     params: &CdnParams,
+    sessions: Sessions,
     extra: &[&str],
     name: &'static str,
 ) -> Result<OutputTable> {
-    let (parts, joined) = sql(params, extra, name);
+    let (parts, joined) = sql(params, extra, name, sessions);
     for (table, part) in parts {
         let rows = ctx.sql(&part).await?.cache().await?;
         ctx.register_table(table, rows.into_view())?;

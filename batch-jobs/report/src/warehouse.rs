@@ -104,7 +104,10 @@ pub(crate) async fn open(warehouse: &Path) -> Result<(SessionContext, Vec<&'stat
         // The glob applies to the file name (segments holding `=` are partition directories):
         // names starting with `.` are files being written.
         let url = ListingTableUrl::parse(format!("{}/", dir.display()))?.with_glob("[!.]*")?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        // Files are hourly and small: their page indexes cost more to read than they save.
+        let mut parquet = datafusion::config::TableParquetOptions::default();
+        parquet.global.enable_page_index = false;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default().with_options(parquet)))
             .with_file_extension(".parquet")
             .with_table_partition_cols(vec![
                 ("dt".to_string(), DataType::Utf8),

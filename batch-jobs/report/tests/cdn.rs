@@ -227,6 +227,39 @@ async fn region_and_isp_breakdowns() {
     close(get(t, isp1, "first_frame_p50_ms"), Some(2000.0));
 }
 
+/// A session cut in two rows by the batch job (longer than its session horizon) whose rows overlap in
+/// minutes still counts once per minute: peak concurrency takes the distinct-session path, not the
+/// sweep that counts rows.
+#[tokio::test]
+async fn a_session_with_two_rows_counts_once_in_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path());
+    // a1 again (10:01-10:02 on cdn-a, eu/isp1): at 10:01 the sweep over rows would count a1, a1, a2.
+    let second_row = session("a1", "cdn-a", "2026-03-01T10:01:00")
+        .t("last_time", "2026-03-01T10:02:00")
+        .s("region", "eu")
+        .s("isp", "isp1");
+    let dir_10 = dir.path().join("play_sessions/dt=2026-03-01/hour=10");
+    write_file(&dir_10.join("part-9.parquet"), Table::PlaySessions, &[second_row]);
+    let report = cdn_report(dir.path(), params(10)).await.unwrap();
+    for (table, keys) in [
+        (&report.daily, vec![("day", DAY1), ("cdn", "cdn-a")]),
+        (
+            &report.region_daily,
+            vec![("day", DAY1), ("cdn", "cdn-a"), ("region", "eu")],
+        ),
+        (
+            &report.isp_daily,
+            vec![("day", DAY1), ("cdn", "cdn-a"), ("isp", "isp1")],
+        ),
+    ] {
+        let row = find(table, &keys);
+        close(get(table, row, "peak_concurrent"), Some(2.0));
+    }
+    let row = find(&report.daily, &[("day", DAY1), ("cdn", "cdn-a")]);
+    close(get(&report.daily, row, "plays"), Some(6.0));
+}
+
 #[tokio::test]
 async fn missing_tables_give_empty_results_and_a_note() {
     let dir = tempfile::tempdir().unwrap();
