@@ -11,6 +11,17 @@ TANSU_BIN="$TANSU_ROOT/bin/tansu"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Test executables of earlier runs in the shared target directory: each run links new ones of about
+# 1 GB (DataFusion with debug info), which would fill the disk after a few runs. Deleting those older
+# than an hour costs a relink when their crate has not changed.
+prune_test_binaries() {
+  local deps="$CARGO_TARGET_DIR/debug/deps"
+  [ -d "$deps" ] || return 0
+  find "$deps" -maxdepth 1 -type f -perm -u+x -size +50M -mmin +60 \
+    ! -name '*.so' ! -name '*.rlib' ! -name '*.rmeta' -print -delete | wc -l |
+    xargs printf 'pruned %s old test executables\n'
+}
+
 # tansu, a Kafka-API broker (about 20 minutes to build on 2 cores, once per machine).
 ensure_tansu() {
   if [ -x "$TANSU_BIN" ]; then return; fi

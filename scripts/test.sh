@@ -8,6 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
+step "disk: old test executables"
+prune_test_binaries
+
 step "format"
 cargo fmt --all -- --check
 

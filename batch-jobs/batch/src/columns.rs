@@ -179,8 +179,9 @@ impl std::fmt::Debug for TableBuffer {
     }
 }
 
-/// Rows a column builder has room for before it first grows.
-const INITIAL_ROWS: usize = 4096;
+/// Rows a column builder has room for before it first grows: small, because a flush can hold many
+/// partitions of a few late beacons each, and the builders double as they fill.
+const INITIAL_ROWS: usize = 256;
 
 impl TableBuffer {
     /// An empty buffer for `table`, one of the beacon tables.

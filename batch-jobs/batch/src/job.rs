@@ -232,13 +232,26 @@ fn encode_tables(tables: BTreeMap<(Table, i64), TableBuffer>) -> Result<Vec<Enco
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|handle| handle.join().unwrap_or_default())
-            .collect()
-    });
+        let mut done = Vec::with_capacity(files);
+        for handle in handles {
+            match handle.join() {
+                Ok(encoded) => done.extend(encoded),
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|text| text.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    return Err(BatchError::Join(format!(
+                        "a Parquet encoding thread panicked: {message}"
+                    )));
+                }
+            }
+        }
+        Ok(done)
+    })?;
     if done.len() != files {
-        return Err(BatchError::Join("a Parquet encoding thread panicked".to_string()));
+        return Err(BatchError::Join(format!("{} of {files} files encoded", done.len())));
     }
     done.sort_by_key(|(index, _)| *index);
     done.into_iter().map(|(_, encoded)| encoded).collect()

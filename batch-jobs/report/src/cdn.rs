@@ -106,11 +106,12 @@ async fn load(ctx: &SessionContext, params: &CdnParams) -> Result<Sessions> {
     let (sessions, room) = tokio::try_join!(cache(sessions_sql), cache(room_sql))?;
     ctx.register_table(sessions_name, sessions.into_view())?;
     ctx.register_table(room_name, room.into_view())?;
-    // A session has several rows only when it was cut (longer than the batch job's session horizon):
-    // only then can one session count twice in a minute.
+    // A session has several rows when it was cut (longer than the batch job's session horizon) or its
+    // beacons came through several sources: only then can one session count twice in a minute.
     let (_, batches) = query(ctx, "SELECT COUNT(*) = COUNT(DISTINCT session_id) FROM cdn_sessions").await?;
     let one_row_each = batches
         .first()
+        .filter(|batch| batch.num_rows() > 0)
         .and_then(|batch| batch.column(0).as_boolean_opt().map(|flags| flags.value(0)))
         .unwrap_or(false);
     Ok(Sessions { one_row_each })

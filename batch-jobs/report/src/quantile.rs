@@ -1,10 +1,11 @@
-//! `quantile_cont(value, q)`: the exact continuous quantile, as a DataFusion aggregate.
+//! `qoe_quantile_cont(value, q)`: the exact continuous quantile, as a DataFusion aggregate.
 //!
 //! Definition (`docs/reports.md`, the same as DuckDB's `quantile_cont`): of the `n` non-null values
 //! sorted ascending `x_0 ≤ … ≤ x_{n-1}`, with `h = q (n − 1)` and `l = ⌊h⌋`, the quantile is
 //! `x_l + (h − l)(x_{min(l+1, n−1)} − x_l)`; null when there is no value. DataFusion's own
-//! `percentile_cont` is not used: it rounds the interpolation weight to 6 decimals (p90 of 470 and
-//! 471 at weight 0.2 gives 470.199999).
+//! `percentile_cont` (alias `quantile_cont`) is not used: it rounds the interpolation weight to 6
+//! decimals (p90 of 470 and 471 at weight 0.2 gives 470.199999); the name is our own so that a
+//! context without it fails instead of falling back to that one.
 
 use std::sync::Arc;
 
@@ -15,10 +16,10 @@ use datafusion::logical_expr::function::AccumulatorArgs;
 use datafusion::logical_expr::{create_udaf, Accumulator, AggregateUDF, ColumnarValue, Volatility};
 use datafusion::scalar::ScalarValue;
 
-/// The `quantile_cont(DOUBLE value, DOUBLE q)` aggregate; `q` must be a constant in `[0, 1]`.
+/// The `qoe_quantile_cont(DOUBLE value, DOUBLE q)` aggregate; `q` must be a constant in `[0, 1]`.
 pub(crate) fn quantile_cont() -> AggregateUDF {
     create_udaf(
-        "quantile_cont",
+        "qoe_quantile_cont",
         vec![DataType::Float64, DataType::Float64],
         Arc::new(DataType::Float64),
         Volatility::Immutable,
@@ -32,7 +33,7 @@ pub(crate) fn quantile_cont() -> AggregateUDF {
 
 /// The constant `q` of a call.
 fn constant_q(args: &AccumulatorArgs<'_>) -> Result<f64> {
-    let bad = || DataFusionError::Plan("quantile_cont: q must be a constant between 0 and 1".to_string());
+    let bad = || DataFusionError::Plan("qoe_quantile_cont: q must be a constant between 0 and 1".to_string());
     let expr = args.exprs.get(1).ok_or_else(bad)?;
     let empty = RecordBatch::new_empty(Arc::new(Schema::empty()));
     match expr.evaluate(&empty)? {

@@ -46,9 +46,9 @@ pub(crate) fn day_lit(day: NaiveDate) -> String {
 }
 
 /// An aggregate expression: the exact continuous `q`-quantile of the non-null values of `expr`
-/// ([`crate::quantile`], DuckDB's `quantile_cont`); null without values.
+/// ([`crate::quantile`], the same numbers as DuckDB's `quantile_cont`); null without values.
 pub(crate) fn percentile(q: f64, expr: &str) -> String {
-    format!("quantile_cont(CAST({expr} AS DOUBLE), CAST({q} AS DOUBLE))")
+    format!("qoe_quantile_cont(CAST({expr} AS DOUBLE), CAST({q} AS DOUBLE))")
 }
 
 /// The schema of a table as registered: the file columns plus `dt` and `hour` (strings).
