@@ -73,13 +73,14 @@ pub(crate) async fn open(warehouse: &Path) -> Result<(SessionContext, Vec<&'stat
     if !is_dir {
         return Err(ReportError::NoWarehouse(warehouse.to_path_buf()));
     }
-    // Two target partitions keep the plans small: the warehouse of one deployment is read by one
-    // report process, and the queries are dominated by Parquet decoding. File statistics are not
-    // collected at planning: the warehouse holds thousands of small hourly files, the queries prune by
-    // the `dt`/`hour` partition columns, and reading every footer up front took longer than the query
+    // Four target partitions on a 2-core machine: a partition waits for file reads (object_store runs
+    // them on blocking threads) as much as it decodes, and 30-day CDN reports ran in 1.33-1.40 s at 4
+    // against 1.65 s at 2 (medians of 5-6 interleaved runs). File statistics are not collected at
+    // planning: the warehouse holds thousands of small hourly files, the queries prune by the
+    // `dt`/`hour` partition columns, and reading every footer up front took longer than the query
     // (row groups are still pruned by their statistics when a file is read).
     let config = SessionConfig::new()
-        .with_target_partitions(2)
+        .with_target_partitions(4)
         .with_collect_statistics(false)
         .with_information_schema(false);
     let ctx = SessionContext::new_with_config(config);
