@@ -4,7 +4,8 @@
 #               play_sessions) against DuckDB's typed `COPY (SELECT * FROM read_ndjson(...)) TO ... parquet`
 #               of the same NDJSON, as beacons per second;
 #   2. report:  `qoe report cdn` over 30 days of our warehouse against DuckDB answering the same question
-#               (scripts/bench-cdn-duckdb.sql) over the Parquet file it wrote itself, as seconds.
+#               (scripts/bench-cdn-duckdb.sql) over the Parquet file it wrote itself, as seconds (five
+#               interleaved runs each, medians).
 # Usage: scripts/bench-batch.sh [BEACONS] (default 1000000 for the ingest part).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,15 +67,18 @@ t2=$(now)
 echo "month ingest: qoe batch $(elapsed "$t0" "$t1") s, duckdb COPY $(elapsed "$t1" "$t2") s"
 sed -e "s|{{parquet}}|$work/duck-month.parquet|" -e "s|{{from}}|$from|g" -e "s|{{to}}|$to|g" \
   -e "s|{{bounce}}|10|" -e "s|{{out}}|$work/duck-report.parquet|" scripts/bench-cdn-duckdb.sql >"$work/duck-report.sql"
-for run in 1 2 3; do
+ours_runs=(); duck_runs=()
+for run in 1 2 3 4 5; do
   t0=$(now)
   "$qoe" report cdn --warehouse "$work/wh-month" --from "$from" --to "$to" --out "$work/report-month" >/dev/null
   t1=$(now)
   "$DUCKDB" <"$work/duck-report.sql"
   t2=$(now)
-  ours=$(elapsed "$t0" "$t1"); duck=$(elapsed "$t1" "$t2")
-  echo "30-day cdn report, run $run: qoe report ${ours} s, duckdb ${duck} s, duckdb/qoe $(ratio "$duck" "$ours")"
+  ours_runs+=("$(elapsed "$t0" "$t1")"); duck_runs+=("$(elapsed "$t1" "$t2")")
+  echo "30-day cdn report, run $run: qoe report ${ours_runs[-1]} s, duckdb ${duck_runs[-1]} s"
 done
+ours=$(median "${ours_runs[@]}"); duck=$(median "${duck_runs[@]}")
+echo "30-day cdn report (medians): qoe report ${ours} s, duckdb ${duck} s, duckdb/qoe $(ratio "$duck" "$ours")"
 
 step "do the two answers agree? (largest relative difference per column, over every day and CDN)"
 "$DUCKDB" -c "
