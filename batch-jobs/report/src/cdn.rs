@@ -83,29 +83,20 @@ async fn load(ctx: &SessionContext, params: &CdnParams) -> Result<Sessions> {
     // bounce may fall on the day after `to`.
     let before = day_lit(params.from - Days::new(1));
     let after = day_lit(params.to + Days::new(1));
-    let sources = [
-        (
-            "cdn_sessions",
-            format!(
-                "SELECT session_id, start_time, last_time, cdn, region, isp, has_play_start, fatal_error,
-                   business_error, ebvs, first_frame_ms, dns_ms, connect_ms, first_packet_ms, startup_skip_ms,
-                   watch_ms, stall_ms, stall_count, max_latency_ms
-                 FROM play_sessions WHERE dt BETWEEN {before} AND {to}"
-            ),
-        ),
-        (
-            "cdn_room",
-            format!(
-                "SELECT event_time, cdn, region, isp, type, session_id, room_id, seq
-                 FROM room WHERE dt BETWEEN {from} AND {after}"
-            ),
-        ),
-    ];
+    let sessions_sql = format!(
+        "SELECT session_id, start_time, last_time, cdn, region, isp, has_play_start, fatal_error,
+           business_error, ebvs, first_frame_ms, dns_ms, connect_ms, first_packet_ms, startup_skip_ms,
+           watch_ms, stall_ms, stall_count, max_latency_ms
+         FROM play_sessions WHERE dt BETWEEN {before} AND {to}"
+    );
+    let room_sql = format!(
+        "SELECT event_time, cdn, region, isp, type, session_id, room_id, seq
+         FROM room WHERE dt BETWEEN {from} AND {after}"
+    );
     let cache = |sql: String| async move { ctx.sql(&sql).await?.cache().await };
-    let [(sessions_name, sessions_sql), (room_name, room_sql)] = sources;
     let (sessions, room) = tokio::try_join!(cache(sessions_sql), cache(room_sql))?;
-    ctx.register_table(sessions_name, sessions.into_view())?;
-    ctx.register_table(room_name, room.into_view())?;
+    ctx.register_table("cdn_sessions", sessions.into_view())?;
+    ctx.register_table("cdn_room", room.into_view())?;
     // A session has several rows when it was cut (longer than the batch job's session horizon) or its
     // beacons came through several sources: only then can one session count twice in a minute.
     let (_, batches) = query(ctx, "SELECT COUNT(*) = COUNT(DISTINCT session_id) FROM cdn_sessions").await?;

@@ -73,9 +73,9 @@ pub(crate) async fn open(warehouse: &Path) -> Result<(SessionContext, Vec<&'stat
     if !is_dir {
         return Err(ReportError::NoWarehouse(warehouse.to_path_buf()));
     }
-    // Four target partitions on a 2-core machine: a partition waits for file reads (object_store runs
-    // them on blocking threads) as much as it decodes, and 30-day CDN reports ran in 1.33-1.40 s at 4
-    // against 1.65 s at 2 (medians of 5-6 interleaved runs). File statistics are not collected at
+    // Four target partitions even on 2 cores: a partition waits for file reads (object_store runs
+    // them on blocking threads) as much as it decodes, and the 30-day CDN report of
+    // scripts/bench-batch.sh was faster at 4 than at 2 (BENCHMARKS.md). File statistics are not collected at
     // planning: the warehouse holds thousands of small hourly files, the queries prune by the
     // `dt`/`hour` partition columns, and reading every footer up front took longer than the query
     // (row groups are still pruned by their statistics when a file is read).

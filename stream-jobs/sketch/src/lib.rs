@@ -61,7 +61,8 @@ pub enum SketchError {
     Inconsistent(&'static str),
 }
 
-/// A sketch as serialized, before its checks.
+/// A sketch as serialized, before its checks. The min and max of an empty sketch are infinite, which
+/// JSON writes as `null`.
 #[derive(Deserialize)]
 struct SketchState {
     alpha: f64,
@@ -70,15 +71,15 @@ struct SketchState {
     bins: Vec<u64>,
     count: u64,
     sum: f64,
-    min: f64,
-    max: f64,
+    min: Option<f64>,
+    max: Option<f64>,
 }
 
 impl TryFrom<SketchState> for Sketch {
     type Error = SketchError;
 
     fn try_from(state: SketchState) -> Result<Self, SketchError> {
-        let mut sketch = Sketch::new(state.alpha)?;
+        let empty = Sketch::new(state.alpha)?;
         let counted = state
             .bins
             .iter()
@@ -93,20 +94,25 @@ impl TryFrom<SketchState> for Sketch {
         if !fits {
             return Err(SketchError::Inconsistent("bucket range beyond i32"));
         }
-        let ordered = state.min.is_finite() && state.max.is_finite() && state.min <= state.max;
-        if state.count > 0 && !(ordered && state.min >= 0.0 && state.sum.is_finite()) {
+        if state.count == 0 {
+            return Ok(empty);
+        }
+        let (Some(min), Some(max)) = (state.min, state.max) else {
+            return Err(SketchError::Inconsistent("min, max or sum out of range"));
+        };
+        if !(min.is_finite() && max.is_finite() && 0.0 <= min && min <= max && state.sum.is_finite()) {
             return Err(SketchError::Inconsistent("min, max or sum out of range"));
         }
-        if state.count > 0 {
-            sketch.zeros = state.zeros;
-            sketch.offset = state.offset;
-            sketch.bins = state.bins;
-            sketch.count = state.count;
-            sketch.sum = state.sum;
-            sketch.min = state.min;
-            sketch.max = state.max;
-        }
-        Ok(sketch)
+        Ok(Sketch {
+            zeros: state.zeros,
+            offset: state.offset,
+            bins: state.bins,
+            count: state.count,
+            sum: state.sum,
+            min,
+            max,
+            ..empty
+        })
     }
 }
 

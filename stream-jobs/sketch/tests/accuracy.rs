@@ -213,3 +213,14 @@ fn bad_values_and_mismatched_merges_are_refused_and_change_nothing() {
     assert_eq!((empty.quantile(0.5), empty.mean(), empty.min()), (None, None, None));
     assert!(empty.histogram().values.is_empty());
 }
+
+#[test]
+fn an_empty_sketch_round_trips_through_json() {
+    let empty = Sketch::default();
+    let text = serde_json::to_string(&empty).unwrap();
+    let back: Sketch = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, empty, "{text}");
+    let mut merged = back;
+    merged.merge(&sketch_of(&[3.0])).unwrap();
+    assert_eq!((merged.min(), merged.max()), (Some(3.0), Some(3.0)));
+}
