@@ -220,7 +220,10 @@ fn every_cross_field_rule_is_refused_by_rust_and_accepted_by_the_schema() {
 
 #[test]
 fn the_contract_document_names_every_field() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/beacons.md")).unwrap();
+    // At run time, not `env!`: a test binary reused from a checkout at another path (one target
+    // directory shared by several clones) would look in that checkout.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+    let doc = std::fs::read_to_string(format!("{manifest_dir}/../docs/beacons.md")).unwrap();
     let mut names: Vec<&str> = FIELDS.iter().map(|field| field.name).collect();
     names.extend(qoe_schemas::fields::ENRICHMENT_FIELDS);
     names.extend(BeaconType::NAMES);

@@ -35,7 +35,10 @@ fn duckdb() -> PathBuf {
 
 /// The queries of docs/analysts.md: (name, sql) for each ```sql block preceded by `<!-- query: NAME -->`.
 fn queries() -> Vec<(String, String)> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/analysts.md");
+    // At run time, not `env!`: a test binary reused from a checkout at another path (one target
+    // directory shared by several clones) would look in that checkout.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+    let path = Path::new(&manifest_dir).join("../../docs/analysts.md");
     let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let lines: Vec<&str> = doc.lines().collect();
     let mut found = Vec::new();
