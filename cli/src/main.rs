@@ -9,6 +9,7 @@ mod collector;
 mod quickstart;
 mod report;
 mod simulate;
+mod stream;
 mod topics;
 
 use anyhow::Context;
@@ -47,6 +48,8 @@ enum Command {
     Topics(topics::TopicsArgs),
     /// Write beacons into the Parquet warehouse (exactly-once files, play_sessions).
     Batch(batch::BatchArgs),
+    /// Roll beacons up into one-minute documents per CDN, edge node, room and publisher.
+    Stream(stream::StreamArgs),
     /// Reports over the warehouse: per CDN, per room, A/B, forecast (Parquet tables and HTML).
     Report(report::ReportArgs),
 }
@@ -67,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Topics(args) => topics::run(args).await?,
         Command::Batch(args) => batch::run(args, shutdown).await?,
         Command::Report(args) => report::run(args).await?,
+        Command::Stream(args) => stream::run(args, shutdown).await?,
     }
     Ok(())
 }

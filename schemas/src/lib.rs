@@ -9,6 +9,7 @@
 //!   field and the problem;
 //! - [`wire`], the `POST /v1/beacons` request contract: encodings, formats, limits;
 //! - [`tables`], the Arrow schemas of the Parquet warehouse tables;
+//! - [`time`], UTC dates and RFC 3339 times of epoch milliseconds;
 //! - the published JSON Schema (`schemas/beacon-v1.schema.json`, also as [`BEACON_V1_JSON_SCHEMA`]).
 //!
 //! Guarantees: validation is deterministic and total (every input gets `Ok` or one `FieldError`, no
@@ -38,6 +39,7 @@ pub mod beacon;
 pub mod fields;
 mod record;
 pub mod tables;
+pub mod time;
 mod typed;
 pub mod validate;
 pub mod wire;
@@ -46,7 +48,7 @@ pub use beacon::{
     Beacon, BeaconType, EndReason, ErrorCategory, ErrorStage, Family, Network, Platform, Resolver, BEACONS_TOPIC,
     BEACON_VERSION, DLQ_TOPIC,
 };
-pub use record::parse_record;
+pub use record::{parse_record, parse_record_bytes};
 pub use validate::{check, parse_beacon, parse_valid, validate, FieldError, RejectReason, CROSS_FIELD_RULES};
 
 /// The published JSON Schema of one beacon v1, as SDK authors and other validators use it.

@@ -50,6 +50,14 @@ pub fn parse_record(text: &str) -> Result<Beacon, FieldError> {
     Ok(beacon)
 }
 
+/// [`parse_record`] of raw bytes, as Kafka and NDJSON files deliver them: bytes that are not UTF-8
+/// are refused as malformed.
+pub fn parse_record_bytes(payload: &[u8]) -> Result<Beacon, FieldError> {
+    let text = std::str::from_utf8(payload)
+        .map_err(|error| FieldError::new("beacon", RejectReason::Malformed, format!("not UTF-8: {error}")))?;
+    parse_record(text)
+}
+
 /// The typed path (as [`crate::parse_valid`] for SDK beacons): the record deserializes straight into a
 /// [`Beacon`], the beacon part passes the fast validator and the enrichment is in range.
 fn parse_fast(text: &str) -> Option<Beacon> {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{AsArray, Int64Array, TimestampMillisecondArray};
 use qoe_schemas::tables::Table;
-use qoe_schemas::{parse_record, Beacon, Family, FieldError};
+use qoe_schemas::{Beacon, Family, FieldError};
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 use crate::columns::TableBuffer;
@@ -152,14 +152,7 @@ const _: () = assert!(matches!(ATTRIBUTES[CDN_ATTRIBUTE].as_bytes(), b"cdn"));
 
 /// Parses one record's bytes as [`qoe_schemas::parse_record`] does, refusing text that is not UTF-8.
 pub fn parse_payload(payload: &[u8]) -> Result<Beacon, FieldError> {
-    let text = std::str::from_utf8(payload).map_err(|error| {
-        FieldError::new(
-            "beacon",
-            qoe_schemas::RejectReason::Malformed,
-            format!("not UTF-8: {error}"),
-        )
-    })?;
-    parse_record(text)
+    qoe_schemas::parse_record_bytes(payload)
 }
 
 fn writer_id() -> String {

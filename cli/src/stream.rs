@@ -1,0 +1,124 @@
+//! `qoe stream`: beacons into minute rollups (NDJSON today; Kafka input and the Kafka and
+//! Elasticsearch outputs are not built yet and are refused with a clear error).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use qoe_rollup::EngineConfig;
+use qoe_stream::{FileRun, Metrics, NdjsonOutput, Output};
+use tokio_util::sync::CancellationToken;
+
+/// Roll beacons up into one-minute documents per CDN, edge node, room and publisher.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StreamArgs {
+    /// `file:PATH` (NDJSON of beacon records, validated as the collector does). `kafka` is not built
+    /// yet.
+    #[arg(long, default_value = "kafka")]
+    input: String,
+    /// Where documents go: `ndjson:DIR` (repeatable). `es:URL` and `kafka:TOPIC` are not built yet.
+    #[arg(long = "output", required = true)]
+    outputs: Vec<String>,
+    /// How far behind a partition's newest event time a beacon may be and still count, seconds.
+    #[arg(long, default_value_t = 10)]
+    allowed_lateness_secs: u64,
+    /// Write early results of the open minute this often, seconds (the final result overwrites them).
+    #[arg(long)]
+    early_every_secs: Option<u64>,
+    /// Write grain `room` documents only for rooms with at least this many distinct play sessions in
+    /// the minute.
+    #[arg(long, default_value_t = 20)]
+    room_min_viewers: u64,
+    /// Remember `(session_id, seq)` for this long after its window closed, seconds.
+    #[arg(long, default_value_t = 600)]
+    dedup_horizon_secs: u64,
+    /// With `--input file:`: resume from and keep this checkpoint file, so that a killed run started
+    /// again continues where the outputs left off.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Write the run report (counts, first rejections) as JSON to this file.
+    #[arg(long)]
+    report_json: Option<PathBuf>,
+}
+
+pub(crate) async fn run(args: StreamArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let engine = EngineConfig {
+        allowed_lateness_ms: seconds_ms("--allowed-lateness-secs", args.allowed_lateness_secs)?,
+        dedup_horizon_ms: seconds_ms("--dedup-horizon-secs", args.dedup_horizon_secs)?,
+        room_min_viewers: args.room_min_viewers,
+        ..EngineConfig::default()
+    };
+    let early_every = match args.early_every_secs {
+        Some(0) => bail!("--early-every-secs: must be at least 1"),
+        Some(seconds) => Some(Duration::from_secs(seconds)),
+        None => None,
+    };
+    let mut outputs: Vec<Box<dyn Output>> = Vec::new();
+    for spec in &args.outputs {
+        if let Some(dir) = spec.strip_prefix("ndjson:") {
+            if dir.is_empty() {
+                bail!("--output {spec:?}: ndjson: needs a directory");
+            }
+            outputs.push(Box::new(NdjsonOutput::new(dir.as_ref())?));
+        } else if spec.starts_with("es:") || spec.starts_with("kafka:") {
+            bail!("--output {spec:?}: the Elasticsearch and Kafka outputs are not built yet; use ndjson:DIR");
+        } else {
+            bail!("--output {spec:?}: expected ndjson:DIR, es:URL or kafka:TOPIC");
+        }
+    }
+    let Some(path) = args.input.strip_prefix("file:") else {
+        if args.input == "kafka" {
+            bail!("--input kafka: the Kafka input of qoe stream is not built yet; use --input file:PATH");
+        }
+        bail!("--input {:?}: expected kafka or file:PATH", args.input);
+    };
+    let path = PathBuf::from(path);
+    if !path.is_file() {
+        bail!("--input {:?}: no such file", args.input);
+    }
+    let setup = FileRun {
+        engine,
+        early_every,
+        checkpoint: args.checkpoint.clone(),
+    };
+    let started = std::time::Instant::now();
+    let metrics = Metrics::new();
+    let report =
+        tokio::task::spawn_blocking(move || qoe_stream::run_file(&path, setup, &mut outputs, &metrics, &shutdown))
+            .await
+            .context("stream job thread")?
+            .context("stream job failed")?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "stream: {} records in {:.1} s ({:.0} records/s): {} counted, {} duplicates, {} late, {} already final, {} rejected; {} windows, {} final and {} early documents",
+        report.records,
+        seconds,
+        report.records as f64 / seconds.max(1e-9),
+        report.counted,
+        report.duplicates,
+        report.late,
+        report.already_final,
+        report.rejected,
+        report.windows,
+        report.final_documents,
+        report.early_documents,
+    );
+    for sample in &report.rejection_samples {
+        println!("  rejected {sample}");
+    }
+    if report.incomplete_last_line {
+        println!("  the input's last line has no newline yet (still being written?): not read");
+    }
+    if let Some(path) = &args.report_json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text).with_context(|| format!("--report-json {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn seconds_ms(flag: &str, seconds: u64) -> anyhow::Result<i64> {
+    if seconds > 7 * 24 * 3600 {
+        bail!("{flag}: {seconds} is more than a week");
+    }
+    Ok(seconds as i64 * 1000)
+}

@@ -1,0 +1,336 @@
+//! The rollups computed a second time, independently, by the real DuckDB CLI (PyPI's `duckdb-cli`,
+//! installed by `scripts/test.sh`) with SQL written from `docs/metrics.md`, over the same simulator
+//! beacons (with SDK retries and disorder mixed in). Every document must match: counts and sums
+//! exactly, percentiles within the sketch's relative accuracy of DuckDB's order statistics, and the
+//! same set of documents (so the room threshold and the grains agree too).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use qoe_rollup::{doc_id, Engine, EngineConfig, Offer, RollupDoc, Stats};
+use qoe_simulator::{generate, SimConfig};
+use serde_json::{Map, Value};
+
+/// The DuckDB CLI: `$DUCKDB`, else the copy `scripts/lib.sh` installs into the cache.
+fn duckdb() -> PathBuf {
+    if let Some(path) = std::env::var_os("DUCKDB").filter(|path| !path.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let cached = home.join(".cache/qoe/duckdb-cli-1.5.6/bin/duckdb");
+    assert!(
+        cached.is_file(),
+        "no DuckDB CLI: set DUCKDB, or run scripts/test.sh (it installs duckdb-cli into {})",
+        cached.display()
+    );
+    cached
+}
+
+/// A room threshold that some room meets exactly in some minute (so `>=` against `>` matters), with
+/// rooms on both sides of it.
+fn room_min_viewers(lines: &[String]) -> u64 {
+    let mut sessions: BTreeMap<(String, u64), std::collections::BTreeSet<String>> = BTreeMap::new();
+    for line in lines {
+        let beacon = qoe_schemas::parse_record(line).unwrap();
+        if beacon.kind.family() == qoe_schemas::Family::Play {
+            let minute = beacon.event_time_ms() / 60_000;
+            sessions
+                .entry((beacon.room_id, minute))
+                .or_default()
+                .insert(beacon.session_id);
+        }
+    }
+    let mut counts: Vec<u64> = sessions.values().map(|set| set.len() as u64).collect();
+    counts.sort_unstable();
+    counts[counts.len() * 3 / 4]
+}
+
+/// The beacons: 12 simulated minutes with both incidents; every 40th beacon sent again 25 lines
+/// later (an SDK retry), and each run of 60 lines reversed (about two seconds of disorder, well
+/// inside the allowed lateness).
+fn beacon_lines() -> Vec<String> {
+    let config = SimConfig {
+        seed: 7,
+        start_ms: 1_763_800_020_000,
+        duration_ms: 12 * 60_000,
+        rooms: 6,
+        viewers: 400,
+        ..SimConfig::default()
+    };
+    let lines: Vec<String> = generate(&config)
+        .map(|beacon| serde_json::to_string(&beacon).unwrap())
+        .collect();
+    let mut with_retries = Vec::with_capacity(lines.len() * 41 / 40);
+    for (at, line) in lines.iter().enumerate() {
+        with_retries.push(line.clone());
+        if at >= 25 && (at - 25) % 40 == 0 {
+            with_retries.push(lines[at - 25].clone());
+        }
+    }
+    with_retries
+        .chunks(60)
+        .flat_map(|chunk| chunk.iter().rev().cloned())
+        .collect()
+}
+
+const SQL: &str = r#"
+CREATE TABLE raw AS SELECT * FROM read_ndjson('INPUT', columns = {
+  type: 'VARCHAR', ts: 'BIGINT', session_id: 'VARCHAR', seq: 'BIGINT', room_id: 'VARCHAR', platform: 'VARCHAR',
+  cdn: 'VARCHAR', region: 'VARCHAR', isp: 'VARCHAR', edge_ip: 'VARCHAR',
+  first_frame_ms: 'BIGINT', dns_ms: 'BIGINT', connect_ms: 'BIGINT', first_packet_ms: 'BIGINT', resolver: 'VARCHAR',
+  rtt_ms: 'BIGINT', watch_ms: 'BIGINT', stall_ms: 'BIGINT', stall_count: 'BIGINT', dropped_frames: 'BIGINT',
+  bitrate_kbps: 'BIGINT', buffer_ms: 'BIGINT', latency_ms: 'BIGINT', startup_skip_ms: 'BIGINT',
+  fatal: 'BOOLEAN', category: 'VARCHAR', reason: 'VARCHAR', first_frame_seen: 'BOOLEAN',
+  cpu_pct: 'DOUBLE', encode_fps: 'DOUBLE', target_kbps: 'BIGINT', output_kbps: 'BIGINT'});
+-- One row per (session_id, seq): retries are copies of the same beacon.
+CREATE TABLE b AS SELECT *, ts // 60000 * 60000 AS window_ms, type LIKE 'push%' AS is_push,
+  type IN ('play_start', 'first_frame', 'play_heartbeat', 'play_error', 'play_end') AS is_play
+  FROM (SELECT DISTINCT * FROM raw);
+CREATE TABLE k AS
+  SELECT *, 'cdn' AS grain, [coalesce(cdn, 'unknown'), coalesce(region, 'unknown'), coalesce(isp, 'unknown'), platform] AS dims FROM b WHERE NOT is_push
+  UNION ALL SELECT *, 'edge', [coalesce(cdn, 'unknown'), edge_ip] FROM b WHERE NOT is_push AND edge_ip IS NOT NULL
+  UNION ALL SELECT *, 'room', [room_id, coalesce(cdn, 'unknown')] FROM b WHERE NOT is_push
+  UNION ALL SELECT *, 'push', [room_id, coalesce(cdn, 'unknown'), coalesce(region, 'unknown'), coalesce(isp, 'unknown')] FROM b WHERE is_push;
+CREATE TABLE big_rooms AS SELECT room_id, window_ms FROM b WHERE is_play
+  GROUP BY ALL HAVING count(DISTINCT session_id) >= MIN_VIEWERS;
+CREATE MACRO nth(xs, q) AS list_sort(xs)[CAST(floor(q * (len(xs) - 1)) AS BIGINT) + 1];
+SELECT strftime(make_timestamp(window_ms * 1000), '%Y-%m-%dT%H:%M:%SZ') AS ts, grain, dims,
+  count(*) FILTER (type = 'play_start') AS play_starts,
+  count(*) FILTER (type = 'first_frame') AS first_frames,
+  count(*) FILTER (type = 'play_end') AS play_ends,
+  count(*) FILTER (type = 'play_end' AND NOT first_frame_seen AND reason <> 'error') AS ebvs,
+  count(*) FILTER (type = 'play_error' AND fatal AND category = 'technical') AS fatal_errors,
+  count(*) FILTER (type = 'play_error' AND category = 'business') AS business_errors,
+  count(*) FILTER (type = 'room_join') AS joins,
+  count(*) FILTER (type = 'room_leave') AS leaves,
+  count(DISTINCT session_id) FILTER (is_play OR is_push) AS active_sessions,
+  count(*) FILTER (type = 'first_frame' AND resolver = 'httpdns') AS httpdns_first_frames,
+  count(*) FILTER (type = 'first_frame' AND resolver IS NOT NULL) AS resolved_first_frames,
+  CAST(coalesce(sum(watch_ms) FILTER (is_play), 0) AS BIGINT) AS watch_ms,
+  CAST(coalesce(sum(stall_ms) FILTER (is_play), 0) AS BIGINT) AS stall_ms,
+  CAST(coalesce(sum(stall_count) FILTER (is_play), 0) AS BIGINT) AS stall_count,
+  count(DISTINCT session_id) FILTER (is_play AND stall_count > 0) AS stalled_sessions,
+  count(DISTINCT session_id) FILTER (startup_skip_ms > 0) AS startup_skip_sessions,
+  CAST(coalesce(sum(dropped_frames) FILTER (is_play), 0) AS BIGINT) AS dropped_frames,
+  CAST(coalesce(sum(stall_ms) FILTER (is_push), 0) AS BIGINT) AS push_stall_ms,
+  CAST(coalesce(sum(dropped_frames) FILTER (is_push), 0) AS BIGINT) AS push_dropped_frames,
+  list(first_frame_ms) FILTER (first_frame_ms IS NOT NULL) AS first_frame_ms,
+  list(dns_ms) FILTER (dns_ms IS NOT NULL) AS dns_ms,
+  list(connect_ms) FILTER (connect_ms IS NOT NULL) AS connect_ms,
+  list(first_packet_ms) FILTER (first_packet_ms IS NOT NULL) AS first_packet_ms,
+  list(startup_skip_ms) FILTER (startup_skip_ms IS NOT NULL) AS startup_skip_ms,
+  list(latency_ms) FILTER (latency_ms IS NOT NULL) AS latency_ms,
+  list(rtt_ms) FILTER (rtt_ms IS NOT NULL) AS rtt_ms,
+  list(bitrate_kbps) FILTER (bitrate_kbps IS NOT NULL) AS bitrate_kbps,
+  list(buffer_ms) FILTER (buffer_ms IS NOT NULL) AS buffer_ms,
+  list(encode_fps) FILTER (encode_fps IS NOT NULL) AS encode_fps,
+  list(output_kbps) FILTER (output_kbps IS NOT NULL) AS output_kbps,
+  list(target_kbps) FILTER (target_kbps IS NOT NULL) AS target_kbps,
+  list(cpu_pct) FILTER (cpu_pct IS NOT NULL) AS cpu_pct
+FROM k
+WHERE grain <> 'room' OR (room_id, window_ms) IN (SELECT (room_id, window_ms) FROM big_rooms)
+GROUP BY ALL;
+"#;
+
+/// Percentile fields of each latency-like metric, as (quantile, field).
+const PERCENTILES: &[(&str, &[(f64, &str)])] = &[
+    ("first_frame_ms", &[(0.5, "p50"), (0.9, "p90"), (0.99, "p99")]),
+    ("dns_ms", &[(0.5, "p50"), (0.9, "p90"), (0.99, "p99")]),
+    ("connect_ms", &[(0.5, "p50"), (0.9, "p90"), (0.99, "p99")]),
+    ("first_packet_ms", &[(0.5, "p50"), (0.9, "p90"), (0.99, "p99")]),
+    ("startup_skip_ms", &[(0.9, "p90")]),
+    ("latency_ms", &[(0.5, "p50"), (0.9, "p90")]),
+    ("rtt_ms", &[(0.5, "p50"), (0.9, "p90")]),
+    ("bitrate_kbps", &[]),
+    ("buffer_ms", &[]),
+    ("encode_fps", &[]),
+    ("output_kbps", &[]),
+    ("target_kbps", &[]),
+    ("cpu_pct", &[]),
+];
+
+const COUNTS: &[&str] = &[
+    "play_starts",
+    "first_frames",
+    "play_ends",
+    "ebvs",
+    "fatal_errors",
+    "business_errors",
+    "joins",
+    "leaves",
+    "active_sessions",
+    "httpdns_first_frames",
+    "resolved_first_frames",
+    "watch_ms",
+    "stall_ms",
+    "stall_count",
+    "stalled_sessions",
+    "startup_skip_sessions",
+    "dropped_frames",
+    "push_stall_ms",
+    "push_dropped_frames",
+];
+
+fn engine_docs(lines: &[String], room_min_viewers: u64) -> (BTreeMap<String, RollupDoc>, BTreeMap<&'static str, u64>) {
+    let config = EngineConfig {
+        room_min_viewers,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(config, None).unwrap();
+    let mut outcomes = BTreeMap::new();
+    let mut docs = BTreeMap::new();
+    for (offset, line) in lines.iter().enumerate() {
+        let beacon = qoe_schemas::parse_record(line).unwrap();
+        let outcome = match engine.offer(0, offset as i64, &beacon, 0) {
+            Offer::Counted => "counted",
+            Offer::Duplicate => "duplicate",
+            Offer::Late => "late",
+            Offer::AlreadyFinal => "already_final",
+        };
+        *outcomes.entry(outcome).or_default() += 1;
+        if offset % 500 == 0 {
+            for emission in engine.poll(0) {
+                docs.extend(emission.docs.into_iter().map(|doc| (doc.id(), doc)));
+            }
+        }
+    }
+    for emission in engine.finish() {
+        docs.extend(emission.docs.into_iter().map(|doc| (doc.id(), doc)));
+    }
+    (docs, outcomes)
+}
+
+fn duckdb_rows(lines: &[String], room_min_viewers: u64) -> Vec<Map<String, Value>> {
+    let dir = std::env::temp_dir().join(format!("qoe-rollup-duckdb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("beacons.ndjson");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let sql = SQL
+        .replace("INPUT", &input.display().to_string())
+        .replace("MIN_VIEWERS", &room_min_viewers.to_string());
+    let output = Command::new(duckdb())
+        .args(["-json", "-c", &sql])
+        .output()
+        .expect("running duckdb");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "duckdb failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("duckdb output: {error}\n{stdout}"))
+}
+
+fn stats_of<'a>(doc: &'a RollupDoc, metric: &str) -> Option<&'a Stats> {
+    match metric {
+        "first_frame_ms" => doc.first_frame_ms.as_ref(),
+        "dns_ms" => doc.dns_ms.as_ref(),
+        "connect_ms" => doc.connect_ms.as_ref(),
+        "first_packet_ms" => doc.first_packet_ms.as_ref(),
+        "startup_skip_ms" => doc.startup_skip_ms.as_ref(),
+        "latency_ms" => doc.latency_ms.as_ref(),
+        "rtt_ms" => doc.rtt_ms.as_ref(),
+        "bitrate_kbps" => doc.bitrate_kbps.as_ref(),
+        "buffer_ms" => doc.buffer_ms.as_ref(),
+        "encode_fps" => doc.encode_fps.as_ref(),
+        "output_kbps" => doc.output_kbps.as_ref(),
+        "target_kbps" => doc.target_kbps.as_ref(),
+        _ => doc.cpu_pct.as_ref(),
+    }
+}
+
+/// DuckDB's order statistic `x_⌊q(n−1)⌋` of a list.
+fn order_statistic(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[(q * (sorted.len() - 1) as f64).floor() as usize]
+}
+
+#[test]
+fn engine_documents_equal_duckdb_sql_over_the_same_beacons() {
+    let lines = beacon_lines();
+    let room_min_viewers = room_min_viewers(&lines);
+    let (docs, outcomes) = engine_docs(&lines, room_min_viewers);
+    assert_eq!(
+        outcomes.get("late"),
+        None,
+        "the disorder stays inside the allowed lateness"
+    );
+    assert!(outcomes["duplicate"] > 300, "{outcomes:?}");
+    let rows = duckdb_rows(&lines, room_min_viewers);
+    assert_eq!(
+        rows.len(),
+        docs.len(),
+        "documents: DuckDB {} against the engine's {}",
+        rows.len(),
+        docs.len()
+    );
+    let alpha = EngineConfig::default().relative_accuracy;
+    let mut percentiles_checked = 0;
+    for row in &rows {
+        let dims: Vec<&str> = row["dims"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|dim| dim.as_str().unwrap())
+            .collect();
+        let id = doc_id(row["ts"].as_str().unwrap(), 60, row["grain"].as_str().unwrap(), &dims);
+        let doc = docs
+            .get(&id)
+            .unwrap_or_else(|| panic!("no engine document for DuckDB's {row:?}"));
+        let json = serde_json::to_value(doc).unwrap();
+        let label = format!("{} {} {dims:?}", doc.timestamp, doc.grain);
+        for name in COUNTS {
+            assert_eq!(json[name].as_u64(), row[*name].as_u64(), "{label}: {name}");
+        }
+        for (metric, quantiles) in PERCENTILES {
+            let values: Vec<f64> = row[*metric]
+                .as_array()
+                .map(|values| values.iter().map(|value| value.as_f64().unwrap()).collect())
+                .unwrap_or_default();
+            let Some(stats) = stats_of(doc, metric) else {
+                assert!(
+                    values.is_empty(),
+                    "{label}: {metric} missing with {} samples",
+                    values.len()
+                );
+                continue;
+            };
+            assert_eq!(stats.count, values.len() as u64, "{label}: {metric}.count");
+            let sum: f64 = values.iter().sum();
+            assert!(
+                (stats.sum - sum).abs() <= 1e-9 * sum.abs().max(1.0),
+                "{label}: {metric}.sum"
+            );
+            assert!((stats.avg - sum / values.len() as f64).abs() <= 1e-9 * stats.avg.abs().max(1.0));
+            for (q, field) in *quantiles {
+                let exact = order_statistic(&values, *q);
+                let ours = json[*metric][*field].as_f64().unwrap();
+                assert!(
+                    (ours - exact).abs() <= alpha * exact + 1e-9,
+                    "{label}: {metric}.{field} = {ours}, DuckDB's order statistic {exact}"
+                );
+                percentiles_checked += 1;
+            }
+        }
+        for (ratio, numerator, denominator) in [
+            ("stall_ratio", doc.stall_ms as f64, (doc.watch_ms + doc.stall_ms) as f64),
+            (
+                "httpdns_share",
+                doc.httpdns_first_frames as f64,
+                doc.resolved_first_frames as f64,
+            ),
+        ] {
+            let expected = (denominator > 0.0).then(|| numerator / denominator);
+            assert_eq!(json[ratio].as_f64(), expected, "{label}: {ratio}");
+        }
+    }
+    let grains: std::collections::BTreeSet<&str> = rows.iter().map(|row| row["grain"].as_str().unwrap()).collect();
+    assert_eq!(grains.len(), 4, "every grain is compared: {grains:?}");
+    assert!(
+        percentiles_checked > 1_000,
+        "{percentiles_checked} percentiles compared"
+    );
+}

@@ -1,0 +1,120 @@
+//! Where rollup documents go. An output has the documents when [`Output::write`] returns `Ok`:
+//! the driver acknowledges a window, and lets the input's offsets move past it, only then.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use qoe_rollup::Emission;
+
+use crate::StreamError;
+
+/// A destination of rollup documents.
+pub trait Output: Send {
+    /// A short name for logs and errors (`ndjson:DIR`, ...).
+    fn name(&self) -> String;
+
+    /// Writes every document of `emissions` durably; `Ok` means they survive a crash of this process.
+    fn write(&mut self, emissions: &[Emission]) -> Result<(), StreamError>;
+}
+
+/// `ndjson:DIR`: the documents as NDJSON, one file per UTC day of the window start
+/// (`DIR/rollups-v1-YYYY-MM-DD.ndjson`), appended, and synced to disk before `write` returns.
+///
+/// Early results, and final results written again after a restart, are appended too: a reader keeps
+/// the last line of each document id ([`qoe_rollup::RollupDoc::id`]), as Elasticsearch keeps the last
+/// version of each `_id`.
+pub struct NdjsonOutput {
+    dir: PathBuf,
+    files: BTreeMap<String, BufWriter<File>>,
+}
+
+impl NdjsonOutput {
+    /// Creates `dir` if needed.
+    pub fn new(dir: &Path) -> Result<Self, StreamError> {
+        std::fs::create_dir_all(dir).map_err(|error| StreamError::io(dir, error))?;
+        Ok(NdjsonOutput {
+            dir: dir.to_path_buf(),
+            files: BTreeMap::new(),
+        })
+    }
+
+    /// The file of the window starting at `window_start_ms`.
+    pub fn file_name(window_start_ms: i64) -> String {
+        let (date, _) = qoe_schemas::time::date_hour(window_start_ms);
+        format!("rollups-v1-{date}.ndjson")
+    }
+}
+
+impl Output for NdjsonOutput {
+    fn name(&self) -> String {
+        format!("ndjson:{}", self.dir.display())
+    }
+
+    fn write(&mut self, emissions: &[Emission]) -> Result<(), StreamError> {
+        let mut touched = Vec::new();
+        for emission in emissions {
+            let name = NdjsonOutput::file_name(emission.window_start_ms);
+            let path = self.dir.join(&name);
+            if !self.files.contains_key(&name) {
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|error| StreamError::io(&path, error))?;
+                self.files.insert(name.clone(), BufWriter::with_capacity(1 << 16, file));
+            }
+            let Some(writer) = self.files.get_mut(&name) else {
+                continue;
+            };
+            for doc in &emission.docs {
+                serde_json::to_writer(&mut *writer, doc).map_err(|error| StreamError::io(&path, error.into()))?;
+                writer.write_all(b"\n").map_err(|error| StreamError::io(&path, error))?;
+            }
+            if !touched.contains(&name) {
+                touched.push(name);
+            }
+        }
+        for name in touched {
+            let path = self.dir.join(&name);
+            let Some(writer) = self.files.get_mut(&name) else {
+                continue;
+            };
+            writer.flush().map_err(|error| StreamError::io(&path, error))?;
+            writer
+                .get_ref()
+                .sync_data()
+                .map_err(|error| StreamError::io(&path, error))?;
+        }
+        // Windows close in order: keep only the newest few days' files open.
+        while self.files.len() > 2 {
+            self.files.pop_first();
+        }
+        Ok(())
+    }
+}
+
+/// Reads the documents of an `ndjson:` output directory, keeping the last line of each id, in id
+/// order: what Elasticsearch would hold after the same writes.
+pub fn read_ndjson_dir(dir: &Path) -> Result<BTreeMap<String, qoe_rollup::RollupDoc>, StreamError> {
+    let mut docs = BTreeMap::new();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|error| StreamError::io(dir, error))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|extension| extension == "ndjson"))
+        .collect();
+    names.sort();
+    for path in names {
+        let text = std::fs::read_to_string(&path).map_err(|error| StreamError::io(&path, error))?;
+        for (number, line) in text.lines().enumerate() {
+            let doc: qoe_rollup::RollupDoc = serde_json::from_str(line).map_err(|error| StreamError::Document {
+                path: path.display().to_string(),
+                line: number + 1,
+                error: error.to_string(),
+            })?;
+            docs.insert(doc.id(), doc);
+        }
+    }
+    Ok(docs)
+}
