@@ -206,6 +206,8 @@ pub struct Engine {
     resumed_through_ms: i64,
     /// `(session_id, seq)` hashes and the window of their beacon.
     seen: HashMap<u128, i64, foldhash::fast::RandomState>,
+    /// The oldest window start in `seen` (it is scanned only when that window expires).
+    oldest_seen: i64,
     stats: EngineStats,
     key_buffer: Vec<u8>,
 }
@@ -222,6 +224,7 @@ impl Engine {
             closed_through_ms: i64::MIN,
             resumed_through_ms: i64::MIN,
             seen: HashMap::default(),
+            oldest_seen: i64::MAX,
             stats: EngineStats::default(),
             key_buffer: Vec::with_capacity(256),
         };
@@ -307,6 +310,7 @@ impl Engine {
             return Offer::Late;
         }
         let identity = xxh3_128_with_seed(beacon.session_id.as_bytes(), beacon.seq);
+        self.oldest_seen = self.oldest_seen.min(window_start);
         if self.seen.insert(identity, window_start).is_some() {
             self.stats.duplicates += 1;
             return Offer::Duplicate;
@@ -413,8 +417,9 @@ impl Engine {
             });
         }
         let forget_before = self.closed_through_ms.saturating_sub(self.config.dedup_horizon_ms);
-        if self.seen.values().any(|start| *start < forget_before) {
+        if self.oldest_seen < forget_before {
             self.seen.retain(|_, start| *start >= forget_before);
+            self.oldest_seen = self.seen.values().copied().min().unwrap_or(i64::MAX);
         }
         emissions
     }
