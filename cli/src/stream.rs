@@ -1,21 +1,36 @@
-//! `qoe stream`: beacons into minute rollups (NDJSON today; Kafka input and the Kafka and
-//! Elasticsearch outputs are not built yet and are refused with a clear error).
+//! `qoe stream`: beacons (Kafka or an NDJSON file) into minute rollups (NDJSON outputs today; the
+//! Kafka and Elasticsearch outputs are not built yet and are refused with a clear error).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use qoe_rollup::EngineConfig;
-use qoe_stream::{FileRun, Metrics, NdjsonOutput, Output};
+use qoe_stream::{FileRun, KafkaInput, Metrics, NdjsonOutput, Output};
 use tokio_util::sync::CancellationToken;
 
 /// Roll beacons up into one-minute documents per CDN, edge node, room and publisher.
 #[derive(Debug, clap::Args)]
 pub(crate) struct StreamArgs {
-    /// `file:PATH` (NDJSON of beacon records, validated as the collector does). `kafka` is not built
-    /// yet.
+    /// `kafka` (every partition of the beacon topic; offsets and the checkpoint committed to the
+    /// group) or `file:PATH` (NDJSON of beacon records, validated as the collector does).
     #[arg(long, default_value = "kafka")]
     input: String,
+    /// Kafka bootstrap brokers, comma-separated host:port (for `--input kafka`).
+    #[arg(long, env = "QOE_BROKERS", default_value = "127.0.0.1:9092")]
+    brokers: String,
+    /// The beacon topic.
+    #[arg(long, default_value = qoe_schemas::BEACONS_TOPIC)]
+    topic: String,
+    /// The consumer group whose committed offsets hold the job's checkpoint.
+    #[arg(long, default_value = "qoe-stream")]
+    group_id: String,
+    /// A librdkafka client property KEY=VALUE (TLS, SASL, ...); repeat for several.
+    #[arg(long = "kafka-option")]
+    kafka_options: Vec<String>,
+    /// With `--input kafka`: close every window and stop when nothing arrived for this many seconds.
+    #[arg(long)]
+    exit_when_idle_secs: Option<u64>,
     /// Where documents go: `ndjson:DIR` (repeatable). `es:URL` and `kafka:TOPIC` are not built yet.
     #[arg(long = "output", required = true)]
     outputs: Vec<String>,
@@ -66,28 +81,45 @@ pub(crate) async fn run(args: StreamArgs, shutdown: CancellationToken) -> anyhow
             bail!("--output {spec:?}: expected ndjson:DIR, es:URL or kafka:TOPIC");
         }
     }
-    let Some(path) = args.input.strip_prefix("file:") else {
-        if args.input == "kafka" {
-            bail!("--input kafka: the Kafka input of qoe stream is not built yet; use --input file:PATH");
-        }
-        bail!("--input {:?}: expected kafka or file:PATH", args.input);
-    };
-    let path = PathBuf::from(path);
-    if !path.is_file() {
-        bail!("--input {:?}: no such file", args.input);
-    }
-    let setup = FileRun {
-        engine,
-        early_every,
-        checkpoint: args.checkpoint.clone(),
-    };
     let started = std::time::Instant::now();
     let metrics = Metrics::new();
-    let report =
+    let report = if args.input == "kafka" {
+        let mut options = Vec::new();
+        for option in &args.kafka_options {
+            let Some((key, value)) = option.split_once('=') else {
+                bail!("--kafka-option {option:?}: expected KEY=VALUE");
+            };
+            options.push((key.to_string(), value.to_string()));
+        }
+        let input = KafkaInput {
+            brokers: args.brokers.clone(),
+            topic: args.topic.clone(),
+            group_id: args.group_id.clone(),
+            options,
+            exit_when_idle: args.exit_when_idle_secs.map(Duration::from_secs),
+            early_every,
+        };
+        tokio::task::spawn_blocking(move || qoe_stream::run_kafka(&input, engine, &mut outputs, &metrics, &shutdown))
+            .await
+            .context("stream job thread")?
+            .context("stream job failed")?
+    } else if let Some(path) = args.input.strip_prefix("file:") {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!("--input {:?}: no such file", args.input);
+        }
+        let setup = FileRun {
+            engine,
+            early_every,
+            checkpoint: args.checkpoint.clone(),
+        };
         tokio::task::spawn_blocking(move || qoe_stream::run_file(&path, setup, &mut outputs, &metrics, &shutdown))
             .await
             .context("stream job thread")?
-            .context("stream job failed")?;
+            .context("stream job failed")?
+    } else {
+        bail!("--input {:?}: expected kafka or file:PATH", args.input);
+    };
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "stream: {} records in {:.1} s ({:.0} records/s): {} counted, {} duplicates, {} late, {} already final, {} rejected; {} windows, {} final and {} early documents",

@@ -8,8 +8,9 @@
 //! Judging lateness per partition makes the decision a function of the partition's own record
 //! sequence, so a replay from a checkpoint decides it the same way. A window closes when it ends at or
 //! before the smallest watermark of the partitions that are not idle (no record for
-//! [`EngineConfig::idle_timeout_ms`] of processing time); when every partition is idle, processing
-//! time minus the allowed lateness stands in for it. A beacon that arrives for a window already
+//! [`EngineConfig::idle_timeout_ms`] of processing time); when every partition is idle, event time
+//! moves on with processing time from the newest record (so live data closes its last windows, and a
+//! paused backfill of old data moves on only by the length of the pause). A beacon that arrives for a window already
 //! closed (possible only from a partition that was idle) is late too.
 //!
 //! ## De-duplication
@@ -360,15 +361,16 @@ impl Engine {
         if active.is_some() {
             return active;
         }
-        // Every partition is idle: nothing holds the windows back but processing time.
-        let largest = self
+        // Every partition is idle: event time moves on with processing time from the newest record
+        // (live data closes its last windows; a paused backfill only by the pause).
+        let newest = self
             .partitions
             .values()
-            .filter_map(|state| state.max_event_ms)
-            .map(|max| max - lateness)
-            .max();
-        let by_clock = now_ms.saturating_sub(lateness);
-        Some(largest.map_or(by_clock, |largest| largest.max(by_clock)))
+            .filter_map(|state| state.max_event_ms.map(|max| (max, state.last_seen_ms)))
+            .max_by_key(|(max, _)| *max)?;
+        let (max_event_ms, seen_ms) = newest;
+        let idle_for = now_ms.saturating_sub(seen_ms).max(0);
+        Some(max_event_ms.saturating_add(idle_for) - lateness)
     }
 
     /// Closes the windows the watermark has passed and hands out their final documents.

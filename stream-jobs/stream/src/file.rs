@@ -9,48 +9,20 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use qoe_rollup::{Checkpoint, Emission, Engine, EngineConfig, Offer};
+use qoe_rollup::{Checkpoint, Engine, EngineConfig};
 use serde::{Deserialize, Serialize};
+
 use tokio_util::sync::CancellationToken;
 
+use crate::driver::{Driver, StreamReport};
 use crate::metrics::Metrics;
 use crate::output::Output;
 use crate::StreamError;
 
 /// Records offered between two polls of the engine.
 const POLL_EVERY_RECORDS: u64 = 4096;
-
-/// How many rejection messages a run report keeps.
-const REJECTION_SAMPLES: usize = 10;
-
-/// What a run did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct StreamReport {
-    /// Records read (non-blank lines at or after the resume point).
-    pub records: u64,
-    /// Beacons counted in a window.
-    pub counted: u64,
-    /// Repeats of `(session_id, seq)` dropped.
-    pub duplicates: u64,
-    /// Beacons dropped because their window had closed.
-    pub late: u64,
-    /// Replayed beacons of windows final before the checkpoint resumed from.
-    pub already_final: u64,
-    /// Invalid records dropped.
-    pub rejected: u64,
-    /// Final documents written.
-    pub final_documents: u64,
-    /// Early documents written.
-    pub early_documents: u64,
-    /// Windows closed.
-    pub windows: u64,
-    /// The first rejections, as `line <n>: <field>: <problem>`.
-    pub rejection_samples: Vec<String>,
-    /// The file ended with a line without its newline (still being written?): it was not read.
-    pub incomplete_last_line: bool,
-}
 
 /// How a file run is set up.
 #[derive(Debug, Clone)]
@@ -70,13 +42,6 @@ struct CheckpointFile {
     /// xxh3-64 of the input's first line, hex: a checkpoint is never applied to another file.
     input_fingerprint: String,
     checkpoint: Checkpoint,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 /// Runs the engine over the NDJSON file `path` into `outputs`. Stops early, after writing the
@@ -100,13 +65,18 @@ pub fn run_file(
         .and_then(|checkpoint| checkpoint.partitions.get(&0))
         .map_or(0, |partition| partition.offset);
     let mut engine = Engine::new(setup.engine.clone(), restored.as_ref())?;
-    let mut driver = Driver {
-        engine: &mut engine,
-        outputs,
-        metrics,
-        report: StreamReport::default(),
-        checkpoint: setup.checkpoint.as_deref().map(|target| (target, fingerprint.as_str())),
+    let checkpoint_target = setup.checkpoint.clone();
+    let mut save = |checkpoint: Checkpoint| -> Result<(), StreamError> {
+        let Some(target) = &checkpoint_target else {
+            return Ok(());
+        };
+        let file = CheckpointFile {
+            input_fingerprint: fingerprint.clone(),
+            checkpoint,
+        };
+        write_atomically(target, &serde_json::to_vec_pretty(&file).unwrap_or_default())
     };
+    let mut driver = Driver::new(&mut engine, outputs, metrics, &mut save);
     let mut next_early = setup.early_every.map(|every| Instant::now() + every);
     let mut line = Vec::with_capacity(4096);
     let mut offset: i64 = 0;
@@ -130,11 +100,11 @@ pub fn run_file(
         if this < resume_at || text.is_empty() {
             continue;
         }
-        driver.offer(this, text);
+        driver.offer(0, this, text);
         since_poll += 1;
         if since_poll >= POLL_EVERY_RECORDS {
             since_poll = 0;
-            let emissions = driver.engine.poll(now_ms());
+            let emissions = driver.engine.poll(crate::driver::now_ms());
             driver.deliver(emissions)?;
             if let (Some(due), Some(every)) = (next_early, setup.early_every) {
                 if Instant::now() >= due {
@@ -155,104 +125,6 @@ pub fn run_file(
     }
     driver.save_checkpoint()?;
     Ok(driver.report)
-}
-
-/// The state a run threads through its loop.
-struct Driver<'a> {
-    engine: &'a mut Engine,
-    outputs: &'a mut [Box<dyn Output>],
-    metrics: &'a Metrics,
-    report: StreamReport,
-    checkpoint: Option<(&'a Path, &'a str)>,
-}
-
-impl Driver<'_> {
-    fn offer(&mut self, offset: i64, text: &[u8]) {
-        self.report.records += 1;
-        let now = now_ms();
-        let outcome = match qoe_schemas::parse_record_bytes(text) {
-            Ok(beacon) => match self.engine.offer(0, offset, &beacon, now) {
-                Offer::Counted => {
-                    self.report.counted += 1;
-                    "counted"
-                }
-                Offer::Duplicate => {
-                    self.report.duplicates += 1;
-                    "duplicate"
-                }
-                Offer::Late => {
-                    self.report.late += 1;
-                    "late"
-                }
-                Offer::AlreadyFinal => {
-                    self.report.already_final += 1;
-                    "already_final"
-                }
-            },
-            Err(error) => {
-                self.engine.skip(0, offset, now);
-                self.report.rejected += 1;
-                self.metrics.rejected.with_label_values(&[error.reason.as_str()]).inc();
-                if self.report.rejection_samples.len() < REJECTION_SAMPLES {
-                    self.report
-                        .rejection_samples
-                        .push(format!("line {}: {error}", offset + 1));
-                }
-                "rejected"
-            }
-        };
-        self.metrics.outcome(outcome).inc();
-    }
-
-    /// Writes emissions to every output, then acknowledges the final ones and saves the checkpoint.
-    fn deliver(&mut self, emissions: Vec<Emission>) -> Result<(), StreamError> {
-        let (windows, keys) = self.engine.open_windows();
-        self.metrics.open_windows.set(windows as i64);
-        self.metrics.open_keys.set(keys as i64);
-        if emissions.is_empty() {
-            return Ok(());
-        }
-        for output in self.outputs.iter_mut() {
-            output.write(&emissions)?;
-        }
-        let written_at = now_ms();
-        let window_ms = self.engine.config().window_ms;
-        for emission in &emissions {
-            let documents = emission.docs.len() as u64;
-            if emission.is_final {
-                self.engine.acknowledge(emission.window_start_ms);
-                self.report.windows += 1;
-                self.report.final_documents += documents;
-                self.metrics.documents.with_label_values(&["final"]).inc_by(documents);
-                let window_end = emission.window_start_ms + window_ms;
-                self.metrics
-                    .freshness
-                    .observe((written_at - window_end).max(0) as f64 / 1000.0);
-            } else {
-                self.report.early_documents += documents;
-                self.metrics.documents.with_label_values(&["early"]).inc_by(documents);
-            }
-        }
-        if emissions.iter().any(|emission| emission.is_final) {
-            self.save_checkpoint()?;
-        }
-        Ok(())
-    }
-
-    fn save_checkpoint(&mut self) -> Result<(), StreamError> {
-        let checkpoint = self.engine.checkpoint();
-        if let Some(partition) = checkpoint.partitions.get(&0) {
-            self.metrics.committed_offset.set(partition.offset);
-        }
-        let Some((target, fingerprint)) = self.checkpoint else {
-            return Ok(());
-        };
-        let file = CheckpointFile {
-            input_fingerprint: fingerprint.to_string(),
-            checkpoint,
-        };
-        write_atomically(target, &serde_json::to_vec_pretty(&file).unwrap_or_default())
-    }
 }
 
 /// Writes `bytes` to a temporary file beside `target`, syncs it and renames it over `target`.

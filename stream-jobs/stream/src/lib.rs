@@ -22,13 +22,17 @@
 //! # Ok::<(), qoe_stream::StreamError>(())
 //! ```
 
+mod driver;
 mod file;
+mod kafka;
 pub mod metrics;
 pub mod output;
 
 use std::path::Path;
 
-pub use file::{run_file, FileRun, StreamReport};
+pub use driver::StreamReport;
+pub use file::{run_file, FileRun};
+pub use kafka::{run_kafka, KafkaInput};
 pub use metrics::Metrics;
 pub use output::{read_ndjson_dir, NdjsonOutput, Output};
 
@@ -55,6 +59,9 @@ pub enum StreamError {
         /// What is wrong with it.
         problem: String,
     },
+    /// The Kafka client failed.
+    #[error("kafka: {0}")]
+    Kafka(String),
     /// A line of an NDJSON output is not a rollup document.
     #[error("{path} line {line}: not a rollup document v1: {error}")]
     Document {

@@ -1,0 +1,179 @@
+//! The stream job reading `qoe.beacons.v1` over the Kafka protocol (librdkafka's in-process mock
+//! cluster): the documents equal those of the same beacons read from a file, and a job stopped in the
+//! middle and started again (resuming from the checkpoint committed with the group's offsets) leaves
+//! the same documents.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use qoe_rollup::EngineConfig;
+use qoe_simulator::{generate, SimConfig};
+use qoe_stream::{read_ndjson_dir, run_file, run_kafka, FileRun, KafkaInput, Metrics, NdjsonOutput, Output};
+use rdkafka::config::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use tokio_util::sync::CancellationToken;
+
+const TOPIC: &str = "qoe.beacons.v1";
+
+fn lines() -> Vec<(String, String)> {
+    let config = SimConfig {
+        seed: 3,
+        start_ms: 1_763_800_020_000,
+        duration_ms: 6 * 60_000,
+        rooms: 4,
+        viewers: 150,
+        ..SimConfig::default()
+    };
+    generate(&config)
+        .map(|beacon| (beacon.room_id.clone(), serde_json::to_string(&beacon).unwrap()))
+        .collect()
+}
+
+fn produce(brokers: &str, records: &[(String, String)]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for (key, text) in records {
+        let mut record = BaseRecord::to(TOPIC).payload(text.as_str()).key(key.as_str());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, returned)) => {
+                    record = returned;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+fn engine() -> EngineConfig {
+    EngineConfig {
+        room_min_viewers: 5,
+        ..EngineConfig::default()
+    }
+}
+
+fn outputs(dir: &Path) -> Vec<Box<dyn Output>> {
+    vec![Box::new(NdjsonOutput::new(dir).unwrap())]
+}
+
+fn input(brokers: &str, group: &str, exit_when_idle: Option<Duration>) -> KafkaInput {
+    KafkaInput {
+        brokers: brokers.to_string(),
+        topic: TOPIC.to_string(),
+        group_id: group.to_string(),
+        options: Vec::new(),
+        exit_when_idle,
+        early_every: None,
+    }
+}
+
+/// The documents of the same beacons read from a file.
+fn from_file(records: &[(String, String)], dir: &Path) -> String {
+    let path = dir.join("beacons.ndjson");
+    let text: String = records.iter().map(|(_, line)| format!("{line}\n")).collect();
+    std::fs::write(&path, text).unwrap();
+    let setup = FileRun {
+        engine: engine(),
+        early_every: None,
+        checkpoint: None,
+    };
+    let out = dir.join("from-file");
+    run_file(
+        &path,
+        setup,
+        &mut outputs(&out),
+        &Metrics::new(),
+        &CancellationToken::new(),
+    )
+    .unwrap();
+    as_text(&out)
+}
+
+fn as_text(dir: &Path) -> String {
+    read_ndjson_dir(dir)
+        .unwrap()
+        .values()
+        .map(|doc| serde_json::to_string(doc).unwrap() + "\n")
+        .collect()
+}
+
+#[test]
+fn kafka_documents_equal_file_documents_and_survive_a_stop_in_the_middle() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic(TOPIC, 3, 1).expect("topic");
+    let brokers = cluster.bootstrap_servers();
+    let records = lines();
+    produce(&brokers, &records);
+    let dir = std::env::temp_dir().join(format!("qoe-stream-kafka-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let expected = from_file(&records, &dir);
+    assert!(expected.lines().count() > 100, "{} documents", expected.lines().count());
+
+    // One uninterrupted run.
+    let whole = dir.join("whole");
+    let report = run_kafka(
+        &input(&brokers, "whole", Some(Duration::from_secs(2))),
+        engine(),
+        &mut outputs(&whole),
+        &Metrics::new(),
+        &CancellationToken::new(),
+    )
+    .unwrap();
+    assert_eq!(report.counted, records.len() as u64, "{report:?}");
+    assert_eq!(as_text(&whole), expected, "kafka and file documents");
+
+    // A second group: a run over the first 60 % of the records, stopped once it wrote final documents
+    // (its open windows are left to the next run); then the rest is produced and a second run of the
+    // group resumes from the committed checkpoint.
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic(TOPIC, 3, 1).expect("topic");
+    let brokers = cluster.bootstrap_servers();
+    let split = records.len() * 3 / 5;
+    produce(&brokers, &records[..split]);
+    let stopped = dir.join("stopped");
+    let metrics = Metrics::new();
+    let shutdown = CancellationToken::new();
+    let slow = input(&brokers, "stopped", None);
+    let first = std::thread::scope(|scope| {
+        let job = scope.spawn(|| run_kafka(&slow, engine(), &mut outputs(&stopped), &metrics, &shutdown));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let final_documents = || metrics.documents.with_label_values(&["final"]).get();
+        let counted = || metrics.outcome("counted").get();
+        while (final_documents() == 0 || counted() < split as u64) && Instant::now() < deadline && !job.is_finished() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        shutdown.cancel();
+        job.join().unwrap().unwrap()
+    });
+    assert!(
+        first.windows >= 1,
+        "the first run closed a window before it stopped: {first:?}"
+    );
+    assert_eq!(first.counted, split as u64, "{first:?}");
+    produce(&brokers, &records[split..]);
+    let second = run_kafka(
+        &input(&brokers, "stopped", Some(Duration::from_secs(2))),
+        engine(),
+        &mut outputs(&stopped),
+        &Metrics::new(),
+        &CancellationToken::new(),
+    )
+    .unwrap();
+    assert!(
+        second.counted < records.len() as u64,
+        "the second run resumed, not restarted: {second:?}"
+    );
+    assert!(
+        first.counted + second.counted >= records.len() as u64,
+        "{first:?} {second:?}"
+    );
+    assert_eq!(as_text(&stopped), expected, "documents after a stop and a restart");
+    let _ = std::fs::remove_dir_all(&dir);
+}
