@@ -48,7 +48,7 @@ pub use beacon::{
     Beacon, BeaconType, EndReason, ErrorCategory, ErrorStage, Family, Network, Platform, Resolver, BEACONS_TOPIC,
     BEACON_VERSION, DLQ_TOPIC,
 };
-pub use record::{parse_record, parse_record_bytes};
+pub use record::{first_line_fingerprint, parse_record, parse_record_bytes};
 pub use validate::{check, parse_beacon, parse_valid, validate, FieldError, RejectReason, CROSS_FIELD_RULES};
 
 /// The published JSON Schema of one beacon v1, as SDK authors and other validators use it.

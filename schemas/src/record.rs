@@ -58,6 +58,14 @@ pub fn parse_record_bytes(payload: &[u8]) -> Result<Beacon, FieldError> {
     parse_record(text)
 }
 
+/// The fingerprint of an NDJSON input: xxh3-64 of its first line (up to the first `\n` of `start`,
+/// or all of it), as 16 hex digits. Checkpoints of a file input carry it, so that they are never
+/// applied to another file.
+pub fn first_line_fingerprint(start: &[u8]) -> String {
+    let end = start.iter().position(|byte| *byte == b'\n').unwrap_or(start.len());
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&start[..end]))
+}
+
 /// The typed path (as [`crate::parse_valid`] for SDK beacons): the record deserializes straight into a
 /// [`Beacon`], the beacon part passes the fast validator and the enrichment is in range.
 fn parse_fast(text: &str) -> Option<Beacon> {

@@ -83,14 +83,9 @@ fn flush(job: &mut Job, report: &mut RunReport, sources: Vec<String>) -> Result<
     Ok(committed)
 }
 
-/// A hash of the first line of a file (without consuming it), as hex.
+/// [`qoe_schemas::first_line_fingerprint`] of a file, without consuming the line.
 fn first_line_fingerprint(reader: &mut BufReader<File>) -> std::io::Result<String> {
-    let buffered = reader.fill_buf()?;
-    let end = buffered
-        .iter()
-        .position(|byte| *byte == b'\n')
-        .unwrap_or(buffered.len());
-    Ok(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&buffered[..end])))
+    Ok(qoe_schemas::first_line_fingerprint(reader.fill_buf()?))
 }
 
 /// The source id of an input file: `f-` and its file name, with characters other than letters,

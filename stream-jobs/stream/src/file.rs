@@ -165,12 +165,7 @@ fn load_checkpoint(checkpoint_path: &Path, input: &Path, fingerprint: &str) -> R
     Ok(Some(file.checkpoint))
 }
 
-/// A hash of the first line of a file (without consuming it), as hex.
+/// [`qoe_schemas::first_line_fingerprint`] of a file, without consuming the line.
 fn first_line_fingerprint(reader: &mut BufReader<File>) -> std::io::Result<String> {
-    let buffered = reader.fill_buf()?;
-    let end = buffered
-        .iter()
-        .position(|byte| *byte == b'\n')
-        .unwrap_or(buffered.len());
-    Ok(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&buffered[..end])))
+    Ok(qoe_schemas::first_line_fingerprint(reader.fill_buf()?))
 }
