@@ -40,15 +40,15 @@ sql = sql[:select] + "COPY (" + sql[select:].rstrip().rstrip(";") + f") TO '{wor
 open(f"{work}/bench-rollups.sql", "w").write("SET threads = 2;\n" + sql)
 PY
 
-measure() { /usr/bin/time -f "%e %U %S" -o "$work/time" "$@" >/dev/null; cat "$work/time"; }
-ours_wall=(); ours_cpu=(); duck_wall=(); duck_cpu=()
+measure() { /usr/bin/time -f "%e %U %S %M" -o "$work/time" "$@" >/dev/null; cat "$work/time"; }
+ours_wall=(); ours_cpu=(); ours_rss=(); duck_wall=(); duck_cpu=()
 for run in 1 2 3; do
   rm -rf "$work/rollups"
-  read -r wall user sys < <(measure "$qoe" stream --input "file:$work/stream.ndjson" --output "ndjson:$work/rollups" --log warn)
-  ours_wall+=("$wall"); ours_cpu+=("$(python3 -c "print($user + $sys)")")
-  read -r wall user sys < <(measure "$DUCKDB" -f "$work/bench-rollups.sql")
+  read -r wall user sys rss < <(measure "$qoe" stream --input "file:$work/stream.ndjson" --output "ndjson:$work/rollups" --log warn)
+  ours_wall+=("$wall"); ours_cpu+=("$(python3 -c "print($user + $sys)")"); ours_rss+=("$rss")
+  read -r wall user sys _ < <(measure "$DUCKDB" -f "$work/bench-rollups.sql")
   duck_wall+=("$wall"); duck_cpu+=("$(python3 -c "print($user + $sys)")")
-  echo "run $run: qoe stream ${ours_wall[-1]} s wall, ${ours_cpu[-1]} s CPU; duckdb ${duck_wall[-1]} s wall, ${duck_cpu[-1]} s CPU"
+  echo "run $run: qoe stream ${ours_wall[-1]} s wall, ${ours_cpu[-1]} s CPU, peak RSS $((rss / 1024)) MB; duckdb ${duck_wall[-1]} s wall, ${duck_cpu[-1]} s CPU"
 done
 median() { python3 -c "import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
 python3 - "$beacons" "$(median "${ours_wall[@]}")" "$(median "${ours_cpu[@]}")" "$(median "${duck_wall[@]}")" "$(median "${duck_cpu[@]}")" <<'PY'
@@ -58,5 +58,6 @@ print(f"qoe stream: {ow:.2f} s wall ({n / ow:,.0f} beacons/s), {oc:.2f} CPU-s ({
 print(f"duckdb:     {dw:.2f} s wall ({n / dw:,.0f} beacons/s), {dc:.2f} CPU-s ({n / dc:,.0f} beacons per CPU-second)")
 print(f"ratio per core (qoe / duckdb, beacons per CPU-second): {(n / oc) / (n / dc):.2f}; wall-clock ratio: {(n / ow) / (n / dw):.2f}")
 PY
+echo "qoe stream peak RSS (median): $(( $(median "${ours_rss[@]}" | cut -d. -f1) / 1024 )) MB"
 echo "documents: $(cat "$work"/rollups/*.ndjson | wc -l) ours, $(wc -l <"$work/duck-rollups.json") DuckDB rows"
 echo "work directory: $work"

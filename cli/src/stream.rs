@@ -84,6 +84,9 @@ pub(crate) async fn run(args: StreamArgs, shutdown: CancellationToken) -> anyhow
     let started = std::time::Instant::now();
     let metrics = Metrics::new();
     let report = if args.input == "kafka" {
+        if args.checkpoint.is_some() {
+            bail!("--checkpoint: only for --input file:PATH (with kafka the consumer group holds the checkpoint)");
+        }
         let mut options = Vec::new();
         for option in &args.kafka_options {
             let Some((key, value)) = option.split_once('=') else {
@@ -104,6 +107,9 @@ pub(crate) async fn run(args: StreamArgs, shutdown: CancellationToken) -> anyhow
             .context("stream job thread")?
             .context("stream job failed")?
     } else if let Some(path) = args.input.strip_prefix("file:") {
+        if args.exit_when_idle_secs.is_some() {
+            bail!("--exit-when-idle-secs: only for --input kafka (a file run stops at the end of the file)");
+        }
         let path = PathBuf::from(path);
         if !path.is_file() {
             bail!("--input {:?}: no such file", args.input);

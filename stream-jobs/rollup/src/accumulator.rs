@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use qoe_schemas::{Beacon, BeaconType, ErrorCategory};
+use qoe_schemas::{Beacon, BeaconType, ErrorCategory, Family};
 use qoe_sketch::Sketch;
 
 use crate::doc::{Hist, RollupDoc, Stats};
@@ -97,19 +97,7 @@ impl Accumulator {
     /// Adds one beacon; `session` is the hash of its session id, `alpha` the sketches' accuracy.
     pub(crate) fn add(&mut self, beacon: &Beacon, session: u64, alpha: f64) {
         let kind = beacon.kind;
-        let is_play_family = matches!(
-            kind,
-            BeaconType::PlayStart
-                | BeaconType::FirstFrame
-                | BeaconType::PlayHeartbeat
-                | BeaconType::PlayError
-                | BeaconType::PlayEnd
-        );
-        let is_push_family = matches!(
-            kind,
-            BeaconType::PushStart | BeaconType::PushHeartbeat | BeaconType::PushEnd
-        );
-        if is_play_family || is_push_family {
+        if kind.family() != Family::Room {
             self.active.insert(session);
         }
         match kind {

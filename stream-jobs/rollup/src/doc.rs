@@ -277,6 +277,21 @@ impl RollupDoc {
             .collect()
     }
 
+    /// Sets the grain's dimension fields from `values`, in [`Grain::dim_names`] order.
+    pub fn set_dims(&mut self, values: &[String]) {
+        for (name, value) in self.grain.dim_names().iter().zip(values) {
+            let slot = match *name {
+                "cdn" => &mut self.cdn,
+                "region" => &mut self.region,
+                "isp" => &mut self.isp,
+                "platform" => &mut self.platform,
+                "edge_ip" => &mut self.edge_ip,
+                _ => &mut self.room_id,
+            };
+            *slot = Some(value.clone());
+        }
+    }
+
     /// The deterministic document id: 32 hex digits of xxh3-128 over
     /// `v1|<window start>|<window_s>|<grain>|<dim>=<value>|...`, so a replay or a final result
     /// overwrites the earlier document of the same window and key (see [`doc_id`]).

@@ -262,11 +262,6 @@ impl Engine {
         (self.windows.len(), keys)
     }
 
-    /// The offset to resume `partition` from if the engine stopped now, without a checkpoint.
-    pub fn next_offset(&self, partition: i32) -> Option<i64> {
-        self.partitions.get(&partition).map(|state| state.next_offset)
-    }
-
     fn window_start(&self, event_ms: i64) -> i64 {
         event_ms.div_euclid(self.config.window_ms) * self.config.window_ms
     }
@@ -294,17 +289,16 @@ impl Engine {
         let window_start = self.window_start(event_ms);
         let window_end = window_start + self.config.window_ms;
         let lateness = self.config.allowed_lateness_ms;
-        let state = *self.partition(partition, now_ms);
-        {
-            let state = self.partition(partition, now_ms);
-            state.next_offset = state.next_offset.max(offset + 1);
-            state.max_event_ms = Some(state.max_event_ms.map_or(event_ms, |max| max.max(event_ms)));
-        }
+        let state = self.partition(partition, now_ms);
+        // The partition's largest event time before this record: what lateness is judged against.
+        let max_event_before = state.max_event_ms;
+        state.next_offset = state.next_offset.max(offset + 1);
+        state.max_event_ms = Some(max_event_before.map_or(event_ms, |max| max.max(event_ms)));
         if window_start < self.resumed_through_ms {
             self.stats.already_final += 1;
             return Offer::AlreadyFinal;
         }
-        let partition_watermark = state.max_event_ms.map(|max| max - lateness);
+        let partition_watermark = max_event_before.map(|max| max - lateness);
         let behind_partition = partition_watermark.is_some_and(|watermark| window_end <= watermark);
         if behind_partition || window_start < self.closed_through_ms {
             self.stats.late += 1;
@@ -323,7 +317,7 @@ impl Engine {
         let window = self.windows.entry(window_start).or_default();
         window.first_records.entry(partition).or_insert(PartitionCheckpoint {
             offset,
-            max_event_ms: state.max_event_ms,
+            max_event_ms: max_event_before,
         });
         for_each_key(beacon, |grain, dims| {
             key_buffer.clear();
@@ -503,17 +497,7 @@ impl Engine {
                     is_final,
                     ..RollupDoc::default()
                 };
-                for (name, value) in entry.grain.dim_names().iter().zip(&entry.dims) {
-                    let slot = match *name {
-                        "cdn" => &mut doc.cdn,
-                        "region" => &mut doc.region,
-                        "isp" => &mut doc.isp,
-                        "platform" => &mut doc.platform,
-                        "edge_ip" => &mut doc.edge_ip,
-                        _ => &mut doc.room_id,
-                    };
-                    *slot = Some(value.clone());
-                }
+                doc.set_dims(&entry.dims);
                 entry.accumulator.fill(&mut doc);
                 doc
             })

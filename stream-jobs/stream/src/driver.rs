@@ -122,7 +122,10 @@ impl<'a> Driver<'a> {
             return Ok(());
         }
         for output in self.outputs.iter_mut() {
-            output.write(&emissions)?;
+            if let Err(error) = output.write(&emissions) {
+                tracing::error!(output = %output.name(), %error, "output failed: stopping before acknowledging its windows");
+                return Err(error);
+            }
         }
         let written_at = now_ms();
         let window_ms = self.engine.config().window_ms;

@@ -123,11 +123,10 @@ fn commit(consumer: &BaseConsumer, topic: &str, checkpoint: &Checkpoint) -> Resu
             closed_through_ms: checkpoint.closed_through_ms,
             max_event_ms: resume.max_event_ms,
         };
-        let mut element = offsets
+        offsets
             .add_partition_offset(topic, *partition, Offset::Offset(resume.offset))
-            .map_err(|error| kafka_error("building the offset commit", error))
-            .map(|()| offsets.find_partition(topic, *partition))?;
-        if let Some(element) = element.as_mut() {
+            .map_err(|error| kafka_error("building the offset commit", error))?;
+        if let Some(mut element) = offsets.find_partition(topic, *partition) {
             element.set_metadata(serde_json::to_string(&metadata).unwrap_or_default());
         }
     }
