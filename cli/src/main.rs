@@ -6,6 +6,9 @@
 
 mod batch;
 mod collector;
+mod es_args;
+mod index;
+mod metrics_server;
 mod quickstart;
 mod report;
 mod simulate;
@@ -50,6 +53,8 @@ enum Command {
     Batch(batch::BatchArgs),
     /// Roll beacons up into one-minute documents per CDN, edge node, room and publisher.
     Stream(stream::StreamArgs),
+    /// Index rollup documents from Kafka (`qoe.rollups.v1`) into Elasticsearch.
+    Index(index::IndexArgs),
     /// Reports over the warehouse: per CDN, per room, A/B, forecast (Parquet tables and HTML).
     Report(report::ReportArgs),
 }
@@ -71,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Batch(args) => batch::run(args, shutdown).await?,
         Command::Report(args) => report::run(args).await?,
         Command::Stream(args) => stream::run(args, shutdown).await?,
+        Command::Index(args) => index::run(args, shutdown).await?,
     }
     Ok(())
 }

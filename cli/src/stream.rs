@@ -1,12 +1,14 @@
-//! `qoe stream`: beacons (Kafka or an NDJSON file) into minute rollups (NDJSON outputs today; the
-//! Kafka and Elasticsearch outputs are not built yet and are refused with a clear error).
+//! `qoe stream`: beacons (Kafka or an NDJSON file) into minute rollups, written to NDJSON files,
+//! Elasticsearch and a Kafka topic.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use qoe_rollup::EngineConfig;
-use qoe_stream::{FileRun, KafkaInput, Metrics, NdjsonOutput, Output};
+use qoe_stream::{EsOutput, FileRun, KafkaInput, KafkaOutput, Metrics, NdjsonOutput, Output};
+
+use crate::es_args::EsArgs;
 use tokio_util::sync::CancellationToken;
 
 /// Roll beacons up into one-minute documents per CDN, edge node, room and publisher.
@@ -31,9 +33,15 @@ pub(crate) struct StreamArgs {
     /// With `--input kafka`: close every window and stop when nothing arrived for this many seconds.
     #[arg(long)]
     exit_when_idle_secs: Option<u64>,
-    /// Where documents go: `ndjson:DIR` (repeatable). `es:URL` and `kafka:TOPIC` are not built yet.
+    /// Where documents go (repeatable): `ndjson:DIR`, `es:URL` (Elasticsearch; see the --es-*
+    /// flags) or `kafka:TOPIC` (e.g. `kafka:qoe.rollups.v1`, on --brokers).
     #[arg(long = "output", required = true)]
     outputs: Vec<String>,
+    #[command(flatten)]
+    es: EsArgs,
+    /// Serve the job's metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// How far behind a partition's newest event time a beacon may be and still count, seconds.
     #[arg(long, default_value_t = 10)]
     allowed_lateness_secs: u64,
@@ -68,6 +76,11 @@ pub(crate) async fn run(args: StreamArgs, shutdown: CancellationToken) -> anyhow
         Some(seconds) => Some(Duration::from_secs(seconds)),
         None => None,
     };
+    let options = kafka_options(&args.kafka_options)?;
+    let metrics = Metrics::new();
+    if let Some(addr) = args.metrics_addr {
+        crate::metrics_server::spawn(addr, metrics.registry.clone(), shutdown.clone()).await?;
+    }
     let mut outputs: Vec<Box<dyn Output>> = Vec::new();
     for spec in &args.outputs {
         if let Some(dir) = spec.strip_prefix("ndjson:") {
@@ -75,24 +88,24 @@ pub(crate) async fn run(args: StreamArgs, shutdown: CancellationToken) -> anyhow
                 bail!("--output {spec:?}: ndjson: needs a directory");
             }
             outputs.push(Box::new(NdjsonOutput::new(dir.as_ref())?));
-        } else if spec.starts_with("es:") || spec.starts_with("kafka:") {
-            bail!("--output {spec:?}: the Elasticsearch and Kafka outputs are not built yet; use ndjson:DIR");
+        } else if let Some(url) = spec.strip_prefix("es:") {
+            let config = args.es.config(url).with_context(|| format!("--output {spec:?}"))?;
+            let output = EsOutput::connect(config, &metrics.registry)
+                .await
+                .with_context(|| format!("--output {spec:?}"))?;
+            outputs.push(Box::new(output));
+        } else if let Some(topic) = spec.strip_prefix("kafka:") {
+            let output =
+                KafkaOutput::new(&args.brokers, topic, &options).with_context(|| format!("--output {spec:?}"))?;
+            outputs.push(Box::new(output));
         } else {
             bail!("--output {spec:?}: expected ndjson:DIR, es:URL or kafka:TOPIC");
         }
     }
     let started = std::time::Instant::now();
-    let metrics = Metrics::new();
     let report = if args.input == "kafka" {
         if args.checkpoint.is_some() {
             bail!("--checkpoint: only for --input file:PATH (with kafka the consumer group holds the checkpoint)");
-        }
-        let mut options = Vec::new();
-        for option in &args.kafka_options {
-            let Some((key, value)) = option.split_once('=') else {
-                bail!("--kafka-option {option:?}: expected KEY=VALUE");
-            };
-            options.push((key.to_string(), value.to_string()));
         }
         let input = KafkaInput {
             brokers: args.brokers.clone(),
@@ -152,6 +165,17 @@ pub(crate) async fn run(args: StreamArgs, shutdown: CancellationToken) -> anyhow
         std::fs::write(path, text).with_context(|| format!("--report-json {}", path.display()))?;
     }
     Ok(())
+}
+
+/// `--kafka-option KEY=VALUE` flags as pairs.
+pub(crate) fn kafka_options(flags: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    flags
+        .iter()
+        .map(|option| match option.split_once('=') {
+            Some((key, value)) => Ok((key.to_string(), value.to_string())),
+            None => bail!("--kafka-option {option:?}: expected KEY=VALUE"),
+        })
+        .collect()
 }
 
 fn seconds_ms(flag: &str, seconds: u64) -> anyhow::Result<i64> {

@@ -73,6 +73,32 @@ pub fn rfc3339_utc(time_ms: i64) -> String {
     }
 }
 
+/// Parses what [`rfc3339_utc`] writes (`YYYY-MM-DDTHH:MM:SSZ`, optionally `.mmm` before the `Z`)
+/// to epoch ms; anything else (another offset, a missing `Z`) is `None`.
+pub fn parse_rfc3339_utc(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    if bytes.len() < 20 || bytes[10] != b'T' || bytes[13] != b':' || bytes[16] != b':' || !text.ends_with('Z') {
+        return None;
+    }
+    let day = parse_date(&text[..10])?;
+    let number = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(range)?;
+        part.bytes()
+            .all(|byte| byte.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let milli = match text.len() {
+        20 => 0,
+        24 if bytes[19] == b'.' => number(20..23)?,
+        _ => return None,
+    };
+    Some(day + ((hour * 60 + minute) * 60 + second) * 1000 + milli)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +123,17 @@ mod tests {
         assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339_utc(1_763_800_000_123), "2025-11-22T08:26:40.123Z");
         assert_eq!(rfc3339_utc(951_868_799_000), "2000-02-29T23:59:59Z");
+        for time_ms in [0, 1_763_800_000_123, 951_868_799_000, -86_399_999] {
+            assert_eq!(parse_rfc3339_utc(&rfc3339_utc(time_ms)), Some(time_ms));
+        }
+        for bad in [
+            "2026-11-20T09:31:00",
+            "2026-11-20T09:31:00+01:00",
+            "2026-11-20T24:00:00Z",
+            "2026-11-20T09:31:00.5Z",
+            "2026-11-20 09:31:00Z",
+        ] {
+            assert_eq!(parse_rfc3339_utc(bad), None, "{bad}");
+        }
     }
 }

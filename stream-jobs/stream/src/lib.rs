@@ -1,7 +1,9 @@
 //! # qoe-stream: `qoe stream`, the minute-rollup job
 //!
 //! Drives the [`qoe_rollup::Engine`] from an input (an NDJSON file of beacon records; Kafka's
-//! `qoe.beacons.v1`) into outputs (`ndjson:DIR`, ...). Records are validated exactly as the collector
+//! `qoe.beacons.v1`) into outputs (`ndjson:DIR`, [`EsOutput`] `es:URL`, [`KafkaOutput`]
+//! `kafka:TOPIC`); [`run_index`] is `qoe index`, rollups from Kafka into Elasticsearch. Records
+//! are validated exactly as the collector
 //! validates them ([`qoe_schemas::parse_record`]); invalid ones are counted by reason and skipped,
 //! never stopping the job.
 //!
@@ -23,16 +25,22 @@
 //! ```
 
 mod driver;
+mod es;
 mod file;
+mod index;
 mod kafka;
+mod kafka_output;
 pub mod metrics;
 pub mod output;
 
 use std::path::Path;
 
 pub use driver::StreamReport;
+pub use es::EsOutput;
 pub use file::{run_file, FileRun};
+pub use index::{run_index, IndexInput, IndexReport};
 pub use kafka::{run_kafka, KafkaInput};
+pub use kafka_output::KafkaOutput;
 pub use metrics::Metrics;
 pub use output::{read_ndjson_dir, NdjsonOutput, Output};
 
@@ -62,6 +70,9 @@ pub enum StreamError {
     /// The Kafka client failed.
     #[error("kafka: {0}")]
     Kafka(String),
+    /// The Elasticsearch output failed.
+    #[error(transparent)]
+    Elasticsearch(#[from] qoe_es::EsError),
     /// A line of an NDJSON output is not a rollup document.
     #[error("{path} line {line}: not a rollup document v1: {error}")]
     Document {

@@ -1,0 +1,66 @@
+//! `qoe index`: rollup documents from Kafka (`qoe.rollups.v1`) into Elasticsearch, for rollups
+//! produced elsewhere (`qoe stream --output kafka:`, the Arroyo pipeline).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use qoe_stream::{EsOutput, IndexInput};
+use tokio_util::sync::CancellationToken;
+
+use crate::es_args::EsArgs;
+
+/// Index rollup documents from Kafka into Elasticsearch.
+#[derive(Debug, clap::Args)]
+pub(crate) struct IndexArgs {
+    /// The Elasticsearch URL (`http://127.0.0.1:9200`).
+    #[arg(long, env = "QOE_ES_URL")]
+    es_url: String,
+    #[command(flatten)]
+    es: EsArgs,
+    /// Kafka bootstrap brokers, comma-separated host:port.
+    #[arg(long, env = "QOE_BROKERS", default_value = "127.0.0.1:9092")]
+    brokers: String,
+    /// The rollup topic.
+    #[arg(long, default_value = qoe_rollup::ROLLUPS_TOPIC)]
+    topic: String,
+    /// The consumer group (several indexers in one group share the partitions).
+    #[arg(long, default_value = "qoe-index")]
+    group_id: String,
+    /// A librdkafka client property KEY=VALUE; repeat for several.
+    #[arg(long = "kafka-option")]
+    kafka_options: Vec<String>,
+    /// Stop when nothing arrived for this many seconds (backfills, tests).
+    #[arg(long)]
+    exit_when_idle_secs: Option<u64>,
+    /// Serve the indexer's metrics at http://ADDR/metrics.
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
+}
+
+pub(crate) async fn run(args: IndexArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let registry = prometheus::Registry::new();
+    if let Some(addr) = args.metrics_addr {
+        crate::metrics_server::spawn(addr, registry.clone(), shutdown.clone()).await?;
+    }
+    let config = args.es.config(&args.es_url).context("--es-url")?;
+    let output = EsOutput::connect(config, &registry).await.context("--es-url")?;
+    let input = IndexInput {
+        brokers: args.brokers.clone(),
+        topic: args.topic.clone(),
+        group_id: args.group_id.clone(),
+        options: crate::stream::kafka_options(&args.kafka_options)?,
+        exit_when_idle: args.exit_when_idle_secs.map(Duration::from_secs),
+    };
+    let report = tokio::task::spawn_blocking(move || qoe_stream::run_index(&input, &output, &registry, &shutdown))
+        .await
+        .context("indexer thread")?
+        .context("indexer failed")?;
+    println!(
+        "index: {} records: {} documents indexed, {} not rollup documents",
+        report.records, report.indexed, report.invalid
+    );
+    for sample in &report.rejection_samples {
+        println!("  skipped {sample}");
+    }
+    Ok(())
+}

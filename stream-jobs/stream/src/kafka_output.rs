@@ -1,0 +1,99 @@
+//! `kafka:TOPIC`: rollup documents onto a Kafka topic (`qoe.rollups.v1`), keyed by the document id,
+//! as JSON, for `qoe index` and `qoe alert` elsewhere.
+//!
+//! The producer is idempotent with `acks=all`; [`Output::write`] returns only when the broker
+//! acknowledged every document, so the job commits its input only after that. The same id always
+//! goes to the same partition, so an early result and its final one stay in order for a reader.
+
+use std::time::Duration;
+
+use qoe_rollup::Emission;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokio::runtime::Handle;
+
+use crate::output::Output;
+use crate::StreamError;
+
+/// How long one document may wait for the broker's acknowledgement.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The Kafka output.
+pub struct KafkaOutput {
+    producer: FutureProducer,
+    topic: String,
+    runtime: Handle,
+}
+
+impl KafkaOutput {
+    /// A producer on `brokers` with extra librdkafka `options`; uses the current Tokio runtime to
+    /// wait for acknowledgements.
+    pub fn new(brokers: &str, topic: &str, options: &[(String, String)]) -> Result<Self, StreamError> {
+        if topic.is_empty() {
+            return Err(StreamError::Kafka("--output kafka: needs a topic name".to_string()));
+        }
+        let mut client = ClientConfig::new();
+        for (key, value) in options {
+            client.set(key, value);
+        }
+        client
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "20")
+            .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string())
+            .set("client.id", "qoe-stream-rollups");
+        let producer: FutureProducer = client
+            .create()
+            .map_err(|error| StreamError::Kafka(format!("creating the rollup producer: {error}")))?;
+        Ok(KafkaOutput {
+            producer,
+            topic: topic.to_string(),
+            runtime: Handle::current(),
+        })
+    }
+}
+
+impl Output for KafkaOutput {
+    fn name(&self) -> String {
+        format!("kafka:{}", self.topic)
+    }
+
+    fn write(&mut self, emissions: &[Emission]) -> Result<(), StreamError> {
+        let mut deliveries = Vec::new();
+        for doc in emissions.iter().flat_map(|emission| &emission.docs) {
+            let id = doc.id();
+            let payload =
+                serde_json::to_vec(doc).map_err(|error| StreamError::Kafka(format!("document {id}: {error}")))?;
+            let record = FutureRecord::to(&self.topic).key(&id).payload(&payload);
+            let delivery = self.producer.send_result(record).map_err(|(error, _)| {
+                StreamError::Kafka(format!("queueing rollup {id} for {}: {error}", self.topic))
+            })?;
+            deliveries.push((id, delivery));
+        }
+        self.runtime.block_on(async {
+            for (id, delivery) in deliveries {
+                match delivery.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((error, _))) => {
+                        return Err(StreamError::Kafka(format!("rollup {id} to {}: {error}", self.topic)));
+                    }
+                    Err(_) => {
+                        return Err(StreamError::Kafka(format!(
+                            "rollup {id} to {}: producer closed",
+                            self.topic
+                        )))
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Drop for KafkaOutput {
+    fn drop(&mut self) {
+        // Everything written was acknowledged already; this only waits for nothing in flight.
+        let _ = self.producer.flush(Duration::from_secs(5));
+    }
+}
