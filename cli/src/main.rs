@@ -4,6 +4,7 @@
 //! `run(config, shutdown)`. Ctrl-C or SIGTERM cancels the shutdown token; every service then drains
 //! and flushes before the process exits.
 
+mod alert;
 mod batch;
 mod collector;
 mod es_args;
@@ -53,6 +54,8 @@ enum Command {
     Batch(batch::BatchArgs),
     /// Roll beacons up into one-minute documents per CDN, edge node, room and publisher.
     Stream(stream::StreamArgs),
+    /// Evaluate alert rules over rollup documents from Kafka (`qoe.rollups.v1`).
+    Alert(alert::AlertCommandArgs),
     /// Index rollup documents from Kafka (`qoe.rollups.v1`) into Elasticsearch.
     Index(index::IndexArgs),
     /// Reports over the warehouse: per CDN, per room, A/B, forecast (Parquet tables and HTML).
@@ -77,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Report(args) => report::run(args).await?,
         Command::Stream(args) => stream::run(args, shutdown).await?,
         Command::Index(args) => index::run(args, shutdown).await?,
+        Command::Alert(args) => alert::run(args, shutdown).await?,
     }
     Ok(())
 }

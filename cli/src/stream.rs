@@ -39,6 +39,8 @@ pub(crate) struct StreamArgs {
     outputs: Vec<String>,
     #[command(flatten)]
     es: EsArgs,
+    #[command(flatten)]
+    alerts: crate::alert::AlertArgs,
     /// Serve the job's metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
     #[arg(long)]
     metrics_addr: Option<std::net::SocketAddr>,
@@ -101,6 +103,14 @@ pub(crate) async fn run(args: StreamArgs, shutdown: CancellationToken) -> anyhow
         } else {
             bail!("--output {spec:?}: expected ndjson:DIR, es:URL or kafka:TOPIC");
         }
+    }
+    if let Some(alerts) = args
+        .alerts
+        .output(&args.es, &args.brokers, &options, &metrics.registry)
+        .await?
+    {
+        // Last: alerts are evaluated once the window's documents are in every other output.
+        outputs.push(Box::new(alerts));
     }
     let started = std::time::Instant::now();
     let report = if args.input == "kafka" {

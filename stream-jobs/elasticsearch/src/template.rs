@@ -110,6 +110,33 @@ pub fn rollup_mappings() -> Value {
     })
 }
 
+/// The mappings of the alert events (`qoe_alert::AlertEvent`, the `qoe-alerts` indices). `labels`
+/// takes new keys without mapping them (`dynamic: "false"`: kept in `_source`, not searchable), so a
+/// detector that adds a label never fails a write; the known labels are keywords.
+pub fn alert_mappings() -> Value {
+    let keyword = json!({"type": "keyword"});
+    let date = json!({"type": "date"});
+    let mut labels = Map::new();
+    for name in [
+        "cdn", "edge_ip", "isp", "region", "platform", "room_id", "level", "target",
+    ] {
+        labels.insert(name.to_string(), keyword.clone());
+    }
+    json!({
+        "dynamic": "strict",
+        "_meta": {"contract": "qoe alert event v1", "definitions": "stream-jobs/alert/README.md"},
+        "properties": {
+            "id": keyword, "fingerprint": keyword, "rule": keyword, "kind": keyword, "state": keyword,
+            "severity": keyword, "starts_at": date, "ends_at": date, "window": date,
+            "window_s": {"type": "integer"}, "grain": keyword,
+            "labels": {"type": "object", "dynamic": "false", "properties": labels},
+            "localisation": {"type": "object", "dynamic": "strict", "properties": {"level": keyword, "target": keyword}},
+            "value": {"type": "double"}, "threshold": {"type": "double"},
+            "summary": {"type": "text"},
+        }
+    })
+}
+
 /// The body of `PUT /_index_template/<prefix>-v1`: daily indices `<prefix>-v1-*`, the alias
 /// `<prefix>`, strict mappings, shards and replicas if set, and the lifecycle policy when retention
 /// is by ILM.

@@ -81,6 +81,12 @@ fn the_index_template_is_valid_with_and_without_a_lifecycle() {
         assert!(request.in_spec);
         assert_eq!(check(&spec, &request), Vec::<String>::new(), "{retention:?}");
     }
+    let alerts = EsConfig {
+        index_prefix: "qoe-alerts".to_string(),
+        ..EsConfig::default()
+    };
+    let request = request::put_index_template(&alerts, index_template(&alerts, qoe_es::template::alert_mappings()));
+    assert_eq!(check(&spec, &request), Vec::<String>::new(), "alerts template");
     // Shard settings are for stateful clusters: the serverless document has none.
     let stateful = EsConfig {
         shards: Some(3),

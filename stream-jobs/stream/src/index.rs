@@ -149,7 +149,7 @@ pub fn run_index(
 }
 
 /// A record's document and its window start.
-fn parse(payload: &[u8]) -> Result<(i64, RollupDoc), String> {
+pub(crate) fn parse(payload: &[u8]) -> Result<(i64, RollupDoc), String> {
     let doc: RollupDoc = serde_json::from_slice(payload).map_err(|error| {
         // serde lists every field it expected: the unknown one is what the reader needs.
         let text = error.to_string();

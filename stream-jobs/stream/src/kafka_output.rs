@@ -1,5 +1,5 @@
 //! `kafka:TOPIC`: rollup documents onto a Kafka topic (`qoe.rollups.v1`), keyed by the document id,
-//! as JSON, for `qoe index` and `qoe alert` elsewhere.
+//! as JSON, for `qoe index` and `qoe alert` elsewhere; also the producer of alert events.
 //!
 //! The producer is idempotent with `acks=all`; [`Output::write`] returns only when the broker
 //! acknowledged every document, so the job commits its input only after that. The same id always
@@ -54,40 +54,45 @@ impl KafkaOutput {
     }
 }
 
+impl KafkaOutput {
+    /// Sends `(key, payload)` records and waits until the broker acknowledged every one.
+    pub fn send_all(&self, records: Vec<(String, Vec<u8>)>) -> Result<(), StreamError> {
+        let mut deliveries = Vec::new();
+        for (key, payload) in &records {
+            let record = FutureRecord::to(&self.topic).key(key).payload(payload);
+            let delivery = self
+                .producer
+                .send_result(record)
+                .map_err(|(error, _)| StreamError::Kafka(format!("queueing {key} for {}: {error}", self.topic)))?;
+            deliveries.push((key, delivery));
+        }
+        self.runtime.block_on(async {
+            for (key, delivery) in deliveries {
+                match delivery.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((error, _))) => return Err(StreamError::Kafka(format!("{key} to {}: {error}", self.topic))),
+                    Err(_) => return Err(StreamError::Kafka(format!("{key} to {}: producer closed", self.topic))),
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
 impl Output for KafkaOutput {
     fn name(&self) -> String {
         format!("kafka:{}", self.topic)
     }
 
     fn write(&mut self, emissions: &[Emission]) -> Result<(), StreamError> {
-        let mut deliveries = Vec::new();
+        let mut records = Vec::new();
         for doc in emissions.iter().flat_map(|emission| &emission.docs) {
             let id = doc.id();
             let payload =
                 serde_json::to_vec(doc).map_err(|error| StreamError::Kafka(format!("document {id}: {error}")))?;
-            let record = FutureRecord::to(&self.topic).key(&id).payload(&payload);
-            let delivery = self.producer.send_result(record).map_err(|(error, _)| {
-                StreamError::Kafka(format!("queueing rollup {id} for {}: {error}", self.topic))
-            })?;
-            deliveries.push((id, delivery));
+            records.push((id, payload));
         }
-        self.runtime.block_on(async {
-            for (id, delivery) in deliveries {
-                match delivery.await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err((error, _))) => {
-                        return Err(StreamError::Kafka(format!("rollup {id} to {}: {error}", self.topic)));
-                    }
-                    Err(_) => {
-                        return Err(StreamError::Kafka(format!(
-                            "rollup {id} to {}: producer closed",
-                            self.topic
-                        )))
-                    }
-                }
-            }
-            Ok(())
-        })
+        self.send_all(records)
     }
 }
 

@@ -24,6 +24,8 @@
 //! # Ok::<(), qoe_stream::StreamError>(())
 //! ```
 
+mod alert_job;
+mod alerts;
 mod driver;
 mod es;
 mod file;
@@ -35,6 +37,8 @@ pub mod output;
 
 use std::path::Path;
 
+pub use alert_job::{run_alerts, AlertRunReport};
+pub use alerts::{AlertOutput, AlertSink};
 pub use driver::StreamReport;
 pub use es::EsOutput;
 pub use file::{run_file, FileRun};
@@ -70,6 +74,12 @@ pub enum StreamError {
     /// The Kafka client failed.
     #[error("kafka: {0}")]
     Kafka(String),
+    /// The alert rules could not evaluate a window.
+    #[error("alerts: {0}")]
+    Alert(String),
+    /// The alert webhook did not take the events.
+    #[error("alert webhook {0}")]
+    Webhook(String),
     /// The Elasticsearch output failed.
     #[error(transparent)]
     Elasticsearch(#[from] qoe_es::EsError),
