@@ -32,7 +32,7 @@ pub enum AlertSink {
     /// `ndjson:DIR`: appended to `DIR/alerts.ndjson`, synced before `write` returns.
     Ndjson(PathBuf),
     /// `es:URL`: the `qoe-alerts` indices.
-    Es(EsSink),
+    Es(Box<EsSink>),
     /// `kafka:TOPIC`: one record per event, keyed by the series fingerprint.
     Kafka(KafkaOutput),
     /// `webhook:URL`: Alertmanager webhook payloads (version 4), one POST per rule.
@@ -44,7 +44,7 @@ impl AlertSink {
     pub async fn elasticsearch(config: EsConfig, registry: &prometheus::Registry) -> Result<AlertSink, StreamError> {
         let sink = EsSink::new(config, EsMetrics::new(registry))?;
         sink.install(qoe_es::template::alert_mappings()).await?;
-        Ok(AlertSink::Es(sink))
+        Ok(AlertSink::Es(Box::new(sink)))
     }
 
     fn name(&self) -> String {
