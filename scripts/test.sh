@@ -2,8 +2,9 @@
 # The project's test command (see README): installs what it needs into ~/.cache/qoe (tansu, cargo-fuzz,
 # PyPI's duckdb-cli) and Debian's chromium if missing, then runs the format and lint checks, every test
 # suite (the broker suites against a real tansu process, or against the broker in KAFKA_BROKERS if set;
-# the DuckDB and Chromium suites against the installed tools), and a short fuzzing run of the beacon
-# decoder.
+# the DuckDB and Chromium suites against the installed tools; the Elasticsearch live suite only when
+# ES_URL is set), the Arroyo path's own workspace (stream-jobs/arroyo/test.sh), and a short fuzzing run
+# of the beacon decoder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
