@@ -1,11 +1,10 @@
 //! Alerting: the `--alert-*` flags of `qoe stream`, and `qoe alert` over `qoe.rollups.v1`.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use qoe_alert::RuleSet;
-use qoe_stream::{AlertOutput, AlertSink, IndexInput, KafkaOutput};
+use qoe_stream::{AlertOutput, AlertSink, KafkaOutput};
 use tokio_util::sync::CancellationToken;
 
 use crate::es_args::EsArgs;
@@ -81,44 +80,25 @@ pub(crate) struct AlertCommandArgs {
     alerts: AlertArgs,
     #[command(flatten)]
     es: EsArgs,
-    /// Kafka bootstrap brokers, comma-separated host:port.
-    #[arg(long, env = "QOE_BROKERS", default_value = "127.0.0.1:9092")]
-    brokers: String,
-    /// The rollup topic.
-    #[arg(long, default_value = qoe_rollup::ROLLUPS_TOPIC)]
-    topic: String,
-    /// The consumer group.
-    #[arg(long, default_value = "qoe-alert")]
-    group_id: String,
-    /// A librdkafka client property KEY=VALUE; repeat for several.
-    #[arg(long = "kafka-option")]
-    kafka_options: Vec<String>,
-    /// Evaluate what is there and stop when nothing arrived for this many seconds.
-    #[arg(long)]
-    exit_when_idle_secs: Option<u64>,
-    /// Serve the job's metrics at http://ADDR/metrics.
-    #[arg(long)]
-    metrics_addr: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    reader: crate::index::RollupReaderArgs,
 }
 
 pub(crate) async fn run(args: AlertCommandArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let registry = prometheus::Registry::new();
-    if let Some(addr) = args.metrics_addr {
+    if let Some(addr) = args.reader.metrics_addr {
         crate::metrics_server::spawn(addr, registry.clone(), shutdown.clone()).await?;
     }
-    let options = crate::stream::kafka_options(&args.kafka_options)?;
+    let input = args.reader.input("qoe-alert")?;
     if args.alerts.alert_rules.is_none() {
         bail!("qoe alert needs --alert-rules FILE (or default)");
     }
-    let Some(mut output) = args.alerts.output(&args.es, &args.brokers, &options, &registry).await? else {
+    let Some(mut output) = args
+        .alerts
+        .output(&args.es, &input.brokers, &input.options, &registry)
+        .await?
+    else {
         bail!("qoe alert needs --alert-rules FILE (or default)");
-    };
-    let input = IndexInput {
-        brokers: args.brokers.clone(),
-        topic: args.topic.clone(),
-        group_id: args.group_id.clone(),
-        options,
-        exit_when_idle: args.exit_when_idle_secs.map(Duration::from_secs),
     };
     let report = tokio::task::spawn_blocking(move || qoe_stream::run_alerts(&input, &mut output, &shutdown))
         .await

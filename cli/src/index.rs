@@ -9,6 +9,43 @@ use tokio_util::sync::CancellationToken;
 
 use crate::es_args::EsArgs;
 
+/// Where a reader of the rollup topic (`qoe index`, `qoe alert`) reads, and how it stops.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RollupReaderArgs {
+    /// Kafka bootstrap brokers, comma-separated host:port.
+    #[arg(long, env = "QOE_BROKERS", default_value = "127.0.0.1:9092")]
+    pub(crate) brokers: String,
+    /// The rollup topic.
+    #[arg(long, default_value = qoe_rollup::ROLLUPS_TOPIC)]
+    topic: String,
+    /// The consumer group (several readers in one group share the partitions); default: the
+    /// command's name (`qoe-index`, `qoe-alert`).
+    #[arg(long)]
+    group_id: Option<String>,
+    /// A librdkafka client property KEY=VALUE; repeat for several.
+    #[arg(long = "kafka-option")]
+    kafka_options: Vec<String>,
+    /// Stop when nothing arrived for this many seconds (backfills, tests).
+    #[arg(long)]
+    exit_when_idle_secs: Option<u64>,
+    /// Serve the job's metrics at http://ADDR/metrics.
+    #[arg(long)]
+    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
+}
+
+impl RollupReaderArgs {
+    /// The Kafka input, with `default_group` unless --group-id is given.
+    pub(crate) fn input(&self, default_group: &str) -> anyhow::Result<IndexInput> {
+        Ok(IndexInput {
+            brokers: self.brokers.clone(),
+            topic: self.topic.clone(),
+            group_id: self.group_id.clone().unwrap_or_else(|| default_group.to_string()),
+            options: crate::stream::kafka_options(&self.kafka_options)?,
+            exit_when_idle: self.exit_when_idle_secs.map(Duration::from_secs),
+        })
+    }
+}
+
 /// Index rollup documents from Kafka into Elasticsearch.
 #[derive(Debug, clap::Args)]
 pub(crate) struct IndexArgs {
@@ -17,40 +54,18 @@ pub(crate) struct IndexArgs {
     es_url: String,
     #[command(flatten)]
     es: EsArgs,
-    /// Kafka bootstrap brokers, comma-separated host:port.
-    #[arg(long, env = "QOE_BROKERS", default_value = "127.0.0.1:9092")]
-    brokers: String,
-    /// The rollup topic.
-    #[arg(long, default_value = qoe_rollup::ROLLUPS_TOPIC)]
-    topic: String,
-    /// The consumer group (several indexers in one group share the partitions).
-    #[arg(long, default_value = "qoe-index")]
-    group_id: String,
-    /// A librdkafka client property KEY=VALUE; repeat for several.
-    #[arg(long = "kafka-option")]
-    kafka_options: Vec<String>,
-    /// Stop when nothing arrived for this many seconds (backfills, tests).
-    #[arg(long)]
-    exit_when_idle_secs: Option<u64>,
-    /// Serve the indexer's metrics at http://ADDR/metrics.
-    #[arg(long)]
-    metrics_addr: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    reader: RollupReaderArgs,
 }
 
 pub(crate) async fn run(args: IndexArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let registry = prometheus::Registry::new();
-    if let Some(addr) = args.metrics_addr {
+    if let Some(addr) = args.reader.metrics_addr {
         crate::metrics_server::spawn(addr, registry.clone(), shutdown.clone()).await?;
     }
     let config = args.es.config(&args.es_url).context("--es-url")?;
     let output = EsOutput::connect(config, &registry).await.context("--es-url")?;
-    let input = IndexInput {
-        brokers: args.brokers.clone(),
-        topic: args.topic.clone(),
-        group_id: args.group_id.clone(),
-        options: crate::stream::kafka_options(&args.kafka_options)?,
-        exit_when_idle: args.exit_when_idle_secs.map(Duration::from_secs),
-    };
+    let input = args.reader.input("qoe-index")?;
     let report = tokio::task::spawn_blocking(move || qoe_stream::run_index(&input, &output, &registry, &shutdown))
         .await
         .context("indexer thread")?

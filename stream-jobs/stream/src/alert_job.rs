@@ -18,7 +18,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use qoe_rollup::{Emission, RollupDoc};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -26,7 +25,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::AlertOutput;
-use crate::index::{parse, IndexInput};
+use crate::index::{parse, subscribe, IndexInput};
 use crate::output::Output;
 use crate::StreamError;
 
@@ -63,22 +62,7 @@ pub fn run_alerts(
     output: &mut AlertOutput,
     shutdown: &CancellationToken,
 ) -> Result<AlertRunReport, StreamError> {
-    let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", &input.brokers)
-        .set("group.id", &input.group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true");
-    for (key, value) in &input.options {
-        client.set(key, value);
-    }
-    let consumer: BaseConsumer = client
-        .create()
-        .map_err(|error| StreamError::Kafka(format!("creating the consumer: {error}")))?;
-    consumer
-        .subscribe(&[&input.topic])
-        .map_err(|error| StreamError::Kafka(format!("subscribing to {:?}: {error}", input.topic)))?;
+    let consumer = subscribe(input, true)?;
     let mut report = AlertRunReport::default();
     let mut windows: BTreeMap<i64, Pending> = BTreeMap::new();
     let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();

@@ -80,21 +80,7 @@ pub fn run_index(
     )
     .expect("valid metric");
     let _ = registry.register(Box::new(records.clone()));
-    let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", &input.brokers)
-        .set("group.id", &input.group_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest");
-    for (key, value) in &input.options {
-        client.set(key, value);
-    }
-    let consumer: BaseConsumer = client
-        .create()
-        .map_err(|error| StreamError::Kafka(format!("creating the consumer: {error}")))?;
-    consumer
-        .subscribe(&[&input.topic])
-        .map_err(|error| StreamError::Kafka(format!("subscribing to {:?}: {error}", input.topic)))?;
+    let consumer = subscribe(input, false)?;
     tracing::info!(topic = %input.topic, group = %input.group_id, "indexer reading");
 
     let mut report = IndexReport::default();
@@ -146,6 +132,28 @@ pub fn run_index(
     report.indexed += written;
     records.with_label_values(&["indexed"]).inc_by(written);
     Ok(report)
+}
+
+/// A consumer of `input`'s topic in its group, committing by hand; `partition_eof` reports the end
+/// of each partition.
+pub(crate) fn subscribe(input: &IndexInput, partition_eof: bool) -> Result<BaseConsumer, StreamError> {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &input.brokers)
+        .set("group.id", &input.group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", partition_eof.to_string());
+    for (key, value) in &input.options {
+        client.set(key, value);
+    }
+    let consumer: BaseConsumer = client
+        .create()
+        .map_err(|error| StreamError::Kafka(format!("creating the consumer: {error}")))?;
+    consumer
+        .subscribe(&[&input.topic])
+        .map_err(|error| StreamError::Kafka(format!("subscribing to {:?}: {error}", input.topic)))?;
+    Ok(consumer)
 }
 
 /// A record's document and its window start.
