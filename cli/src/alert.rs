@@ -33,7 +33,7 @@ impl AlertArgs {
         es: &EsArgs,
         brokers: &str,
         kafka_options: &[(String, String)],
-        registry: &prometheus::Registry,
+        es_metrics: &qoe_es::EsMetrics,
     ) -> anyhow::Result<Option<AlertOutput>> {
         let Some(rules) = &self.alert_rules else {
             if !self.alert_outputs.is_empty() || self.alert_state.is_some() {
@@ -57,11 +57,14 @@ impl AlertArgs {
             } else if let Some(url) = spec.strip_prefix("es:") {
                 let mut config = es.config(url).with_context(|| format!("--alert-output {spec:?}"))?;
                 config.index_prefix = qoe_alert::ALERTS_INDEX.to_string();
-                AlertSink::elasticsearch(config, registry)
+                AlertSink::elasticsearch(config, es_metrics.clone())
                     .await
                     .with_context(|| format!("--alert-output {spec:?}"))?
             } else if let Some(topic) = spec.strip_prefix("kafka:") {
-                AlertSink::Kafka(KafkaOutput::new(brokers, topic, kafka_options)?)
+                AlertSink::Kafka(
+                    KafkaOutput::new(brokers, topic, kafka_options)
+                        .with_context(|| format!("--alert-output {spec:?}"))?,
+                )
             } else if let Some(url) = spec.strip_prefix("webhook:").filter(|url| url.starts_with("http")) {
                 AlertSink::Webhook(url.to_string())
             } else {

@@ -64,7 +64,9 @@ pub(crate) async fn run(args: IndexArgs, shutdown: CancellationToken) -> anyhow:
         crate::metrics_server::spawn(addr, registry.clone(), shutdown.clone()).await?;
     }
     let config = args.es.config(&args.es_url).context("--es-url")?;
-    let output = EsOutput::connect(config, &registry).await.context("--es-url")?;
+    let output = EsOutput::connect(config, qoe_es::EsMetrics::new(&registry))
+        .await
+        .context("--es-url")?;
     let input = args.reader.input("qoe-index")?;
     let report = tokio::task::spawn_blocking(move || qoe_stream::run_index(&input, &output, &registry, &shutdown))
         .await

@@ -83,6 +83,7 @@ pub(crate) async fn run(args: StreamArgs, shutdown: CancellationToken) -> anyhow
     if let Some(addr) = args.metrics_addr {
         crate::metrics_server::spawn(addr, metrics.registry.clone(), shutdown.clone()).await?;
     }
+    let es_metrics = qoe_es::EsMetrics::new(&metrics.registry);
     let mut outputs: Vec<Box<dyn Output>> = Vec::new();
     for spec in &args.outputs {
         if let Some(dir) = spec.strip_prefix("ndjson:") {
@@ -92,7 +93,7 @@ pub(crate) async fn run(args: StreamArgs, shutdown: CancellationToken) -> anyhow
             outputs.push(Box::new(NdjsonOutput::new(dir.as_ref())?));
         } else if let Some(url) = spec.strip_prefix("es:") {
             let config = args.es.config(url).with_context(|| format!("--output {spec:?}"))?;
-            let output = EsOutput::connect(config, &metrics.registry)
+            let output = EsOutput::connect(config, es_metrics.clone())
                 .await
                 .with_context(|| format!("--output {spec:?}"))?;
             outputs.push(Box::new(output));

@@ -48,8 +48,8 @@ pub struct EsConfig {
     /// Bytes per `_bulk` request body, at most (Elasticsearch refuses bodies over
     /// `http.max_content_length`, 100 MB by default).
     pub bulk_max_bytes: usize,
-    /// How long a write keeps retrying rejected items (429) and unreachable clusters before it fails,
-    /// seconds. The job then stops without committing its input, and a restart resumes.
+    /// How long a batch keeps retrying rejected items (429), and a request an unreachable or busy
+    /// cluster, before the write fails, seconds. The job then stops without committing its input, and a restart resumes.
     pub retry_for_secs: u64,
     /// The first back-off after a rejection, milliseconds; it doubles up to `max_backoff_ms`.
     pub initial_backoff_ms: u64,

@@ -10,7 +10,7 @@
 //!   replay or a final result overwrites the earlier version instead of adding one;
 //! - only what may succeed later is sent again: items with status 429 or 502-504, and whole
 //!   requests that got no answer or one of those statuses, with exponential back-off and jitter
-//!   ([`retry`]), for at most `retry_for_secs`.
+//!   ([`retry`]), each batch and each request for at most `retry_for_secs`.
 //!
 //! Guarantee: `write` returns `Ok` only when the cluster acknowledged **every** document. A
 //! document refused for good (a mapping error: the cluster's template is not this version's) and

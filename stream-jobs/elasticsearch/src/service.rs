@@ -61,7 +61,8 @@ impl EsMetrics {
             Box::new(requests.clone()),
             Box::new(duration.clone()),
         ] {
-            // A second sink in one process shares the first one's series.
+            // Registered once per registry: create one EsMetrics per process and clone it for each
+            // sink (they count together).
             let _ = registry.register(collector);
         }
         EsMetrics {
@@ -136,11 +137,17 @@ impl EsSink {
         if self.config.retention == Retention::Ilm {
             let answer = self.send_with_retry(&request::put_lifecycle(&self.config)).await?;
             if !(200..300).contains(&answer.status) {
+                // Serverless answers that the ILM API is not available (410; 400 or 404 elsewhere).
+                let no_ilm = matches!(answer.status, 400 | 404 | 410);
                 return Err(EsError::Install {
                     what: format!("lifecycle policy {}", self.config.template_name()),
                     status: answer.status,
                     body: quote(&answer.body),
-                    hint: " (a serverless project has no ILM: use --es-retention none)",
+                    hint: if no_ilm {
+                        " (a serverless project has no ILM: use --es-retention none)"
+                    } else {
+                        ""
+                    },
                 });
             }
         }
@@ -161,8 +168,8 @@ impl EsSink {
     }
 
     /// Writes `docs` with `_bulk`, in batches, sending again only the items rejected for now (429,
-    /// 502-504) and whole requests the cluster could not take, with back-off, for at most
-    /// `retry_for_secs`. `Ok` means every document is written; a document refused for good (a
+    /// 502-504) and whole requests the cluster could not take, with back-off: each batch's item
+    /// retries, and each request's retries, stop after `retry_for_secs`. `Ok` means every document is written; a document refused for good (a
     /// mapping error) fails the write after the rest of its batch is written.
     pub async fn write(&self, docs: &[BulkDoc]) -> Result<WriteReport, EsError> {
         let mut report = WriteReport::default();

@@ -266,6 +266,28 @@ async fn retries_stop_after_the_retry_time() {
 }
 
 #[tokio::test]
+async fn item_retries_stop_after_the_retry_time() {
+    let script: Vec<(u16, Value)> = (0..200)
+        .map(|_| (200, bulk_response(vec![rejected_for_now("a")])))
+        .collect();
+    let (url, shared) = responder(script).await;
+    let error = sink(&url, |config| {
+        config.retry_for_secs = 1;
+        config.initial_backoff_ms = 50;
+        config.max_backoff_ms = 100;
+    })
+    .write(&docs(&["a"]))
+    .await
+    .unwrap_err();
+    assert!(matches!(error, EsError::GaveUp { seconds: 1, .. }), "{error}");
+    let sent = shared.lock().unwrap().received.len();
+    assert!(
+        (5..=40).contains(&sent),
+        "{sent} requests in one second of 50-100 ms back-offs"
+    );
+}
+
+#[tokio::test]
 async fn batches_follow_the_document_limit() {
     let script = vec![
         (200, bulk_response(vec![ok_item("a"), ok_item("b")])),

@@ -5,10 +5,16 @@
 //! different paces (a backlog is fetched partition by partition). The stream job writes a window's
 //! documents, and waits for the broker's acknowledgement, before the next window's, so a partition
 //! that delivered a document of a later window has delivered all of its documents of the earlier
-//! ones. A window is therefore evaluated once **every** partition has either delivered a later
-//! window or reached its end, and the newest window has been seen for [`GRACE`] (so a partition
-//! whose end was reached just before new documents arrived catches up); or when the input goes idle.
-//! Early (non-final) documents are skipped.
+//! ones. A window is therefore evaluated once **every** partition of the topic (all are assigned to
+//! this one reader: run one `qoe alert` per group) has either delivered a later window, or reached
+//! its end with the newest window seen for [`GRACE`] (so that a partition whose end was reached just
+//! before new documents arrived catches up); or when the input goes idle. Early (non-final)
+//! documents are skipped.
+//!
+//! Limit: a producer that writes a window's documents after a later window's into the same partition
+//! (Arroyo with several sink subtasks may) breaks the ordering this relies on; those documents
+//! arrive after their window was evaluated and are ignored. Give such a pipeline one sink subtask,
+//! or run the rules in `qoe stream --alert-rules`.
 //!
 //! Delivery guarantee: offsets are committed only below the documents of windows not yet evaluated
 //! and written; with `--alert-state` a restart continues the rules' history and skips windows it
@@ -25,7 +31,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::AlertOutput;
-use crate::index::{parse, subscribe, IndexInput};
+use crate::index::{assign_all, parse, IndexInput};
 use crate::output::Output;
 use crate::StreamError;
 
@@ -62,19 +68,33 @@ pub fn run_alerts(
     output: &mut AlertOutput,
     shutdown: &CancellationToken,
 ) -> Result<AlertRunReport, StreamError> {
-    let consumer = subscribe(input, true)?;
+    let consumer = assign_all(input)?;
     let mut report = AlertRunReport::default();
     let mut windows: BTreeMap<i64, Pending> = BTreeMap::new();
     let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();
     let mut newest: Option<(i64, Instant)> = None;
     // Per partition: the newest window it delivered, and whether it is at its end.
-    let mut frontier: BTreeMap<i32, (Option<i64>, bool)> = BTreeMap::new();
+    let mut frontier: BTreeMap<i32, (Option<i64>, bool)> = consumer
+        .assignment()
+        .map_err(|error| StreamError::Kafka(format!("reading the assignment: {error}")))?
+        .elements()
+        .iter()
+        .map(|element| (element.partition(), (None, false)))
+        .collect();
     let started = Instant::now();
     let mut last_record: Option<Instant> = None;
+    let mut last_warning: Option<Instant> = None;
     while !shutdown.is_cancelled() {
         let polled = consumer.poll(Duration::from_millis(100));
-        if let Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) = polled {
-            frontier.entry(partition).or_default().1 = true;
+        match &polled {
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
+                frontier.entry(*partition).or_default().1 = true;
+            }
+            Some(Err(error)) if last_warning.is_none_or(|at: Instant| at.elapsed() >= Duration::from_secs(10)) => {
+                tracing::warn!(%error, "kafka consumer error (retrying; logged at most every 10 s)");
+                last_warning = Some(Instant::now());
+            }
+            _ => {}
         }
         if let Some(Ok(message)) = polled {
             last_record = Some(Instant::now());
@@ -107,14 +127,23 @@ pub fn run_alerts(
             Some(at) => at.elapsed() >= idle,
             None => started.elapsed() >= idle.max(Duration::from_secs(60)),
         });
-        let complete_below = match newest {
-            _ if idle => i64::MAX,
-            Some((window, seen)) if seen.elapsed() >= GRACE => frontier
+        // A partition holds back the windows after the newest it delivered, unless it is at its end
+        // and the newest window has had time to reach it.
+        let settled = newest
+            .filter(|(_, seen)| seen.elapsed() >= GRACE)
+            .map(|(window, _)| window);
+        let complete_below = if idle {
+            i64::MAX
+        } else {
+            frontier
                 .values()
-                .map(|(delivered, at_end)| if *at_end { window } else { delivered.unwrap_or(i64::MIN) })
+                .map(|(delivered, at_end)| match (delivered, settled) {
+                    (_, Some(window)) if *at_end => window,
+                    (Some(delivered), _) => *delivered,
+                    (None, _) => i64::MIN,
+                })
                 .min()
-                .unwrap_or(i64::MIN),
-            _ => i64::MIN,
+                .unwrap_or(i64::MIN)
         };
         let ready: Vec<i64> = windows.range(..complete_below).map(|(start, _)| *start).collect();
         if !ready.is_empty() {
@@ -122,7 +151,7 @@ pub fn run_alerts(
                 let Some(pending) = windows.remove(&start) else {
                     continue;
                 };
-                let before = output.raised().len();
+                let before = output.events_written();
                 let emission = Emission {
                     window_start_ms: start,
                     is_final: true,
@@ -130,7 +159,7 @@ pub fn run_alerts(
                 };
                 output.write(std::slice::from_ref(&emission))?;
                 report.windows += 1;
-                report.events += (output.raised().len() - before) as u64;
+                report.events += output.events_written() - before;
             }
             commit(&consumer, &input.topic, &windows, &next_offsets);
         }

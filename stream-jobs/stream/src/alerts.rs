@@ -8,8 +8,9 @@
 //! acknowledges the window only then. With a state file, the evaluator's snapshot is saved after the
 //! events are written: a restart continues the `for` durations and baselines, and windows it had
 //! evaluated are not evaluated again. A crash between the events and the snapshot sends the same
-//! events again, with the same ids (Elasticsearch overwrites them; Alertmanager de-duplicates by
-//! labels). Without a state file, a restart begins with no history.
+//! events again, with the same ids: Elasticsearch overwrites them and Alertmanager-style receivers
+//! de-duplicate by labels, while the NDJSON file and the Kafka topic get them twice (readers keep the
+//! last line or record of each id). Without a state file, a restart begins with no history.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -41,8 +42,8 @@ pub enum AlertSink {
 
 impl AlertSink {
     /// The Elasticsearch sink of alert events: template `qoe-alerts-v1` with its own mappings.
-    pub async fn elasticsearch(config: EsConfig, registry: &prometheus::Registry) -> Result<AlertSink, StreamError> {
-        let sink = EsSink::new(config, EsMetrics::new(registry))?;
+    pub async fn elasticsearch(config: EsConfig, metrics: EsMetrics) -> Result<AlertSink, StreamError> {
+        let sink = EsSink::new(config, metrics)?;
         sink.install(qoe_es::template::alert_mappings()).await?;
         Ok(AlertSink::Es(Box::new(sink)))
     }
@@ -65,7 +66,7 @@ pub struct AlertOutput {
     webhook: WebhookOptions,
     http: reqwest::Client,
     runtime: Handle,
-    raised: Vec<AlertEvent>,
+    events_written: u64,
 }
 
 impl AlertOutput {
@@ -96,13 +97,13 @@ impl AlertOutput {
             },
             http: reqwest::Client::new(),
             runtime: Handle::current(),
-            raised: Vec::new(),
+            events_written: 0,
         })
     }
 
-    /// Every event raised so far by this process (for run reports and tests).
-    pub fn raised(&self) -> &[AlertEvent] {
-        &self.raised
+    /// Alert events this process has written to every sink.
+    pub fn events_written(&self) -> u64 {
+        self.events_written
     }
 
     fn deliver(&mut self, events: &[AlertEvent]) -> Result<(), StreamError> {
@@ -113,7 +114,12 @@ impl AlertOutput {
                 AlertSink::Es(es) => {
                     let mut docs = Vec::new();
                     for event in events {
-                        let starts = qoe_schemas::time::parse_rfc3339_utc(&event.starts_at).unwrap_or_default();
+                        let starts = qoe_schemas::time::parse_rfc3339_utc(&event.starts_at).ok_or_else(|| {
+                            StreamError::Alert(format!(
+                                "event {}: starts_at {:?} is not RFC 3339 UTC",
+                                event.id, event.starts_at
+                            ))
+                        })?;
                         docs.push(BulkDoc::new(es.config().index_for(starts), event.id.clone(), event)?);
                     }
                     self.runtime
@@ -152,8 +158,18 @@ impl AlertOutput {
             problem: error.to_string(),
         })?;
         let temporary = path.with_extension("tmp");
-        std::fs::write(&temporary, text).map_err(|error| StreamError::io(&temporary, error))?;
-        std::fs::rename(&temporary, path).map_err(|error| StreamError::io(path, error))
+        let mut file = std::fs::File::create(&temporary).map_err(|error| StreamError::io(&temporary, error))?;
+        file.write_all(&text)
+            .map_err(|error| StreamError::io(&temporary, error))?;
+        file.sync_all().map_err(|error| StreamError::io(&temporary, error))?;
+        std::fs::rename(&temporary, path).map_err(|error| StreamError::io(path, error))?;
+        let parent = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::File::open(parent)
+            .and_then(|directory| directory.sync_all())
+            .map_err(|error| StreamError::io(parent, error))
     }
 }
 
@@ -181,7 +197,7 @@ impl Output for AlertOutput {
                 tracing::info!(rule = %event.rule, state = event.state.as_str(), target = %event.localisation.target, "alert");
             }
             self.deliver(&events)?;
-            self.raised.extend(events);
+            self.events_written += events.len() as u64;
         }
         if evaluated {
             self.save_state()?;

@@ -19,8 +19,9 @@ pub struct EsOutput {
 impl EsOutput {
     /// Connects and installs the template (and the lifecycle policy), retrying while the cluster
     /// is unreachable; the output then uses the current Tokio runtime for its requests.
-    pub async fn connect(config: EsConfig, registry: &prometheus::Registry) -> Result<Self, StreamError> {
-        let sink = EsSink::new(config, EsMetrics::new(registry))?;
+    /// `metrics` may be shared with other sinks of the process (they count together).
+    pub async fn connect(config: EsConfig, metrics: EsMetrics) -> Result<Self, StreamError> {
+        let sink = EsSink::new(config, metrics)?;
         sink.install(qoe_es::template::rollup_mappings()).await?;
         Ok(EsOutput {
             sink,

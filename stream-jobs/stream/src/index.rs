@@ -80,7 +80,7 @@ pub fn run_index(
     )
     .expect("valid metric");
     let _ = registry.register(Box::new(records.clone()));
-    let consumer = subscribe(input, false)?;
+    let consumer = subscribe(input)?;
     tracing::info!(topic = %input.topic, group = %input.group_id, "indexer reading");
 
     let mut report = IndexReport::default();
@@ -90,8 +90,16 @@ pub fn run_index(
     let mut batch_started: Option<Instant> = None;
     let started = Instant::now();
     let mut last_record: Option<Instant> = None;
+    let mut last_warning: Option<Instant> = None;
     while !shutdown.is_cancelled() {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+        let polled = consumer.poll(Duration::from_millis(100));
+        if let Some(Err(error)) = &polled {
+            if last_warning.is_none_or(|at: Instant| at.elapsed() >= Duration::from_secs(10)) {
+                tracing::warn!(%error, "kafka consumer error (retrying; logged at most every 10 s)");
+                last_warning = Some(Instant::now());
+            }
+        }
+        if let Some(Ok(message)) = polled {
             last_record = Some(Instant::now());
             report.records += 1;
             next.insert(message.partition(), message.offset() + 1);
@@ -134,25 +142,63 @@ pub fn run_index(
     Ok(report)
 }
 
-/// A consumer of `input`'s topic in its group, committing by hand; `partition_eof` reports the end
-/// of each partition.
-pub(crate) fn subscribe(input: &IndexInput, partition_eof: bool) -> Result<BaseConsumer, StreamError> {
+/// A consumer of `input`'s group, committing by hand; `partition_eof` reports the end of each
+/// partition. `max.poll.interval.ms` is above the sink's longest retry (10 min by default), so that
+/// an Elasticsearch outage does not cost the group membership.
+fn consumer(input: &IndexInput, partition_eof: bool) -> Result<BaseConsumer, StreamError> {
     let mut client = ClientConfig::new();
     client
         .set("bootstrap.servers", &input.brokers)
         .set("group.id", &input.group_id)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
+        .set("max.poll.interval.ms", "900000")
         .set("enable.partition.eof", partition_eof.to_string());
     for (key, value) in &input.options {
         client.set(key, value);
     }
-    let consumer: BaseConsumer = client
+    client
         .create()
-        .map_err(|error| StreamError::Kafka(format!("creating the consumer: {error}")))?;
+        .map_err(|error| StreamError::Kafka(format!("creating the consumer: {error}")))
+}
+
+/// A consumer subscribed to `input`'s topic: the group's members share the partitions.
+fn subscribe(input: &IndexInput) -> Result<BaseConsumer, StreamError> {
+    let consumer = consumer(input, false)?;
     consumer
         .subscribe(&[&input.topic])
         .map_err(|error| StreamError::Kafka(format!("subscribing to {:?}: {error}", input.topic)))?;
+    Ok(consumer)
+}
+
+/// A consumer assigned every partition of `input`'s topic, from the group's committed offsets, with
+/// end-of-partition events.
+pub(crate) fn assign_all(input: &IndexInput) -> Result<BaseConsumer, StreamError> {
+    let consumer = consumer(input, true)?;
+    let metadata = consumer
+        .fetch_metadata(Some(&input.topic), Duration::from_secs(30))
+        .map_err(|error| StreamError::Kafka(format!("topic {:?}: {error}", input.topic)))?;
+    let mut assignment = TopicPartitionList::new();
+    for topic in metadata
+        .topics()
+        .iter()
+        .filter(|topic| topic.name() == input.topic && topic.error().is_none())
+    {
+        for partition in topic.partitions() {
+            assignment
+                .add_partition_offset(&input.topic, partition.id(), Offset::Stored)
+                .map_err(|error| StreamError::Kafka(format!("building the assignment: {error}")))?;
+        }
+    }
+    if assignment.count() == 0 {
+        return Err(StreamError::Kafka(format!(
+            "topic {:?} does not exist or has no partitions",
+            input.topic
+        )));
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(|error| StreamError::Kafka(format!("assigning partitions: {error}")))?;
     Ok(consumer)
 }
 

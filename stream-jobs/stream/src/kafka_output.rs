@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use qoe_rollup::Emission;
 use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::runtime::Handle;
 
@@ -59,11 +60,23 @@ impl KafkaOutput {
     pub fn send_all(&self, records: Vec<(String, Vec<u8>)>) -> Result<(), StreamError> {
         let mut deliveries = Vec::new();
         for (key, payload) in &records {
-            let record = FutureRecord::to(&self.topic).key(key).payload(payload);
-            let delivery = self
-                .producer
-                .send_result(record)
-                .map_err(|(error, _)| StreamError::Kafka(format!("queueing {key} for {}: {error}", self.topic)))?;
+            let mut record = FutureRecord::to(&self.topic).key(key).payload(payload);
+            let delivery = loop {
+                match self.producer.send_result(record) {
+                    Ok(delivery) => break delivery,
+                    // The local queue is full: let deliveries drain, then queue again.
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                        record = returned;
+                        self.producer.poll(Duration::from_millis(50));
+                    }
+                    Err((error, _)) => {
+                        return Err(StreamError::Kafka(format!(
+                            "queueing {key} for {}: {error}",
+                            self.topic
+                        )));
+                    }
+                }
+            };
             deliveries.push((key, delivery));
         }
         self.runtime.block_on(async {

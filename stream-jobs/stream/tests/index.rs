@@ -168,7 +168,9 @@ async fn rollups_go_through_the_topic_into_the_sink() {
         ..EsConfig::default()
     };
     let registry = prometheus::Registry::new();
-    let output = EsOutput::connect(config.clone(), &registry).await.unwrap();
+    let output = EsOutput::connect(config.clone(), qoe_es::EsMetrics::new(&registry))
+        .await
+        .unwrap();
     let input = IndexInput {
         brokers: brokers.clone(),
         topic: ROLLUPS.to_string(),
