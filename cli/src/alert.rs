@@ -98,7 +98,12 @@ pub(crate) async fn run(args: AlertCommandArgs, shutdown: CancellationToken) -> 
     }
     let Some(mut output) = args
         .alerts
-        .output(&args.es, &input.brokers, &input.options, &registry)
+        .output(
+            &args.es,
+            &input.brokers,
+            &input.options,
+            &qoe_es::EsMetrics::new(&registry),
+        )
         .await?
     else {
         bail!("qoe alert needs --alert-rules FILE (or default)");
