@@ -107,7 +107,7 @@ pub(crate) async fn run(args: StreamArgs, shutdown: CancellationToken) -> anyhow
     }
     if let Some(alerts) = args
         .alerts
-        .output(&args.es, &args.brokers, &options, &metrics.registry)
+        .output(&args.es, &args.brokers, &options, &es_metrics)
         .await?
     {
         // Last: alerts are evaluated once the window's documents are in every other output.
