@@ -58,6 +58,7 @@ impl Output for NdjsonOutput {
             let name = NdjsonOutput::file_name(emission.window_start_ms);
             let path = self.dir.join(&name);
             if !self.files.contains_key(&name) {
+                drop_torn_tail(&path).map_err(|error| StreamError::io(&path, error))?;
                 let file = OpenOptions::new()
                     .create(true)
                     .append(true)
@@ -93,6 +94,37 @@ impl Output for NdjsonOutput {
         }
         Ok(())
     }
+}
+
+/// Cuts a line left without its newline by a process killed while writing (that write was never
+/// acknowledged, so its documents are written again), so that appending starts on a line of its own.
+fn drop_torn_tail(path: &Path) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    let length = file.metadata()?.len();
+    let mut end = length;
+    let mut block = vec![0u8; 1 << 16];
+    while end > 0 {
+        let start = end.saturating_sub(block.len() as u64);
+        let size = (end - start) as usize;
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut block[..size])?;
+        if let Some(position) = block[..size].iter().rposition(|byte| *byte == b'\n') {
+            end = start + position as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if end < length {
+        tracing::warn!(path = %path.display(), bytes = length - end, "dropping a line torn by an earlier crash");
+        file.set_len(end)?;
+        file.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Reads the documents of an `ndjson:` output directory, keeping the last line of each id, in id
