@@ -266,6 +266,20 @@ impl Engine {
         event_ms.div_euclid(self.config.window_ms) * self.config.window_ms
     }
 
+    /// Declares the partitions the input reads, before their first record: each one holds the
+    /// watermark until it delivers a beacon or goes idle ([`EngineConfig::idle_timeout_ms`] from
+    /// now). Without it, a partition whose records come later (a backlog fetched partition by
+    /// partition) would find its windows closed by the partitions read first.
+    pub fn expect_partitions(&mut self, partitions: &[i32], now_ms: i64) {
+        for partition in partitions {
+            self.partitions.entry(*partition).or_insert(PartitionState {
+                next_offset: 0,
+                max_event_ms: None,
+                last_seen_ms: now_ms,
+            });
+        }
+    }
+
     /// Records that the record at `offset` of `partition` was read but holds no beacon (it was
     /// rejected), so a checkpoint may move past it.
     pub fn skip(&mut self, partition: i32, offset: i64, now_ms: i64) {
@@ -345,14 +359,20 @@ impl Engine {
     fn watermark(&self, now_ms: i64) -> Option<i64> {
         let lateness = self.config.allowed_lateness_ms;
         let idle_after = self.config.idle_timeout_ms;
-        let active = self
+        let mut active: Option<i64> = None;
+        let mut any_active = false;
+        for state in self
             .partitions
             .values()
             .filter(|state| now_ms.saturating_sub(state.last_seen_ms) < idle_after)
-            .filter_map(|state| state.max_event_ms)
-            .map(|max| max - lateness)
-            .min();
-        if active.is_some() {
+        {
+            any_active = true;
+            // An active partition that has not delivered a beacon yet (declared by
+            // `expect_partitions`, or only rejected records so far) holds every window.
+            let max = state.max_event_ms?;
+            active = Some(active.map_or(max - lateness, |seen| seen.min(max - lateness)));
+        }
+        if any_active {
             return active;
         }
         // Every partition is idle: event time moves on with processing time from the newest record
@@ -451,6 +471,8 @@ impl Engine {
         let mut partitions: BTreeMap<i32, PartitionCheckpoint> = self
             .partitions
             .iter()
+            // A declared partition not read yet has nothing to resume from.
+            .filter(|(_, state)| state.next_offset > 0 || state.max_event_ms.is_some())
             .map(|(partition, state)| {
                 let resume = PartitionCheckpoint {
                     offset: state.next_offset,

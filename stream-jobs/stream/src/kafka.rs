@@ -199,6 +199,7 @@ pub fn run_kafka(
     );
 
     let mut engine = Engine::new(engine_config, restored.as_ref())?;
+    engine.expect_partitions(&partitions, now_ms());
     let topic = input.topic.clone();
     let mut save = |checkpoint: Checkpoint| commit(&consumer, &topic, &checkpoint);
     let mut driver = Driver::new(&mut engine, outputs, metrics, &mut save);
