@@ -165,6 +165,11 @@ pub struct Emission {
 /// [`Engine::poll`] starts its idle timeout, so that it holds the windows it may still fill.
 const NOT_SEEN_SINCE_START: i64 = i64::MAX;
 
+/// `next_offset` of a partition declared by [`Engine::expect_partitions`] and not read yet: it has
+/// nothing to resume from, so it stays out of the checkpoint (a restored partition at offset 0 does
+/// not).
+const UNREAD: i64 = -1;
+
 #[derive(Debug, Clone, Copy)]
 struct PartitionState {
     /// The next offset to read.
@@ -273,7 +278,7 @@ impl Engine {
     pub fn expect_partitions(&mut self, partitions: &[i32], now_ms: i64) {
         for partition in partitions {
             self.partitions.entry(*partition).or_insert(PartitionState {
-                next_offset: 0,
+                next_offset: UNREAD,
                 max_event_ms: None,
                 last_seen_ms: now_ms,
             });
@@ -471,8 +476,7 @@ impl Engine {
         let mut partitions: BTreeMap<i32, PartitionCheckpoint> = self
             .partitions
             .iter()
-            // A declared partition not read yet has nothing to resume from.
-            .filter(|(_, state)| state.next_offset > 0 || state.max_event_ms.is_some())
+            .filter(|(_, state)| state.next_offset != UNREAD)
             .map(|(partition, state)| {
                 let resume = PartitionCheckpoint {
                     offset: state.next_offset,

@@ -2,7 +2,7 @@
 //! first closes the windows of one read later, whose beacons are then dropped as late; with it, the
 //! partition not read yet holds the watermark and nothing is late.
 
-use qoe_rollup::{Engine, EngineConfig, Offer};
+use qoe_rollup::{Checkpoint, Engine, EngineConfig, Offer, PartitionCheckpoint};
 use qoe_simulator::{generate, SimConfig};
 
 fn late_when_read_partition_by_partition(declare: bool) -> (u64, u64) {
@@ -48,4 +48,30 @@ fn a_declared_partition_holds_the_watermark_until_it_is_read() {
     let (counted, late) = late_when_read_partition_by_partition(true);
     assert_eq!(late, 0);
     assert!(counted > 1_000);
+}
+
+/// A declared partition not read yet is not in the checkpoint; a partition restored at offset 0 (its
+/// first record is in a window not acknowledged yet) stays in it until it is read.
+#[test]
+fn only_partitions_read_or_restored_are_checkpointed() {
+    let mut engine = Engine::new(EngineConfig::default(), None).unwrap();
+    engine.expect_partitions(&[0, 1], 0);
+    assert!(engine.checkpoint().partitions.is_empty());
+
+    let restored = Checkpoint {
+        closed_through_ms: 0,
+        partitions: [(
+            0,
+            PartitionCheckpoint {
+                offset: 0,
+                max_event_ms: None,
+            },
+        )]
+        .into(),
+    };
+    let mut engine = Engine::new(EngineConfig::default(), Some(&restored)).unwrap();
+    engine.expect_partitions(&[0, 1], 0);
+    let checkpoint = engine.checkpoint();
+    assert_eq!(checkpoint.partitions.keys().copied().collect::<Vec<_>>(), vec![0]);
+    assert_eq!(checkpoint.partitions[&0].offset, 0);
 }
