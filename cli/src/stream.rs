@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 /// Roll beacons up into one-minute documents per CDN, edge node, room and publisher.
 #[derive(Debug, clap::Args)]
 pub(crate) struct StreamArgs {
-    /// `kafka` (every partition of the beacon topic; offsets and the checkpoint committed to the
-    /// group) or `file:PATH` (NDJSON of beacon records, validated as the collector does).
+    /// `kafka` (every partition of the beacon topic; the checkpoint kept on --checkpoint-topic) or
+    /// `file:PATH` (NDJSON of beacon records, validated as the collector does).
     #[arg(long, default_value = "kafka")]
     input: String,
     /// Kafka bootstrap brokers, comma-separated host:port (for `--input kafka`).
@@ -24,9 +24,14 @@ pub(crate) struct StreamArgs {
     /// The beacon topic.
     #[arg(long, default_value = qoe_schemas::BEACONS_TOPIC)]
     topic: String,
-    /// The consumer group whose committed offsets hold the job's checkpoint.
+    /// The consumer group: the key of the job's checkpoint on --checkpoint-topic, and the group whose
+    /// committed offsets show the job's lag. Two jobs must not share one.
     #[arg(long, default_value = "qoe-stream")]
     group_id: String,
+    /// With `--input kafka`: the compacted topic that keeps the job's checkpoint, keyed by group id
+    /// (created with one partition and cleanup.policy=compact if missing).
+    #[arg(long, default_value = qoe_stream::CHECKPOINT_TOPIC)]
+    checkpoint_topic: String,
     /// A librdkafka client property KEY=VALUE (TLS, SASL, ...); repeat for several.
     #[arg(long = "kafka-option")]
     kafka_options: Vec<String>,
@@ -45,7 +50,7 @@ pub(crate) struct StreamArgs {
     #[arg(long)]
     metrics_addr: Option<std::net::SocketAddr>,
     /// How far behind a partition's newest event time a beacon may be and still count, seconds.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = default_lateness_secs())]
     allowed_lateness_secs: u64,
     /// Write early results of the open minute this often, seconds (the final result overwrites them).
     #[arg(long)]
@@ -64,6 +69,11 @@ pub(crate) struct StreamArgs {
     /// Write the run report (counts, first rejections) as JSON to this file.
     #[arg(long)]
     report_json: Option<PathBuf>,
+}
+
+/// The engine's default allowed lateness in whole seconds, so the flag and the engine agree.
+fn default_lateness_secs() -> u64 {
+    u64::try_from(EngineConfig::default().allowed_lateness_ms / 1_000).unwrap_or(0)
 }
 
 pub(crate) async fn run(args: StreamArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -116,12 +126,13 @@ pub(crate) async fn run(args: StreamArgs, shutdown: CancellationToken) -> anyhow
     let started = std::time::Instant::now();
     let report = if args.input == "kafka" {
         if args.checkpoint.is_some() {
-            bail!("--checkpoint: only for --input file:PATH (with kafka the consumer group holds the checkpoint)");
+            bail!("--checkpoint: only for --input file:PATH (with kafka the checkpoint is kept on --checkpoint-topic)");
         }
         let input = KafkaInput {
             brokers: args.brokers.clone(),
             topic: args.topic.clone(),
             group_id: args.group_id.clone(),
+            checkpoint_topic: args.checkpoint_topic.clone(),
             options,
             exit_when_idle: args.exit_when_idle_secs.map(Duration::from_secs),
             early_every,

@@ -5,7 +5,7 @@
 -- Needs the UDFs under stream-jobs/arroyo/udfs/ registered first: qoe_sketch (UDAF), qoe_stats,
 -- qoe_es_hist, qoe_json_string. Replace the two `bootstrap_servers` values before deploying.
 -- Settings that are literals here (defaults of `qoe stream`):
---   allowed lateness 10 s    -> the WATERMARK clause of `beacons`
+--   allowed lateness 5 s     -> the WATERMARK clause of `beacons`
 --   idle partition after 30 s -> idle_micros of `beacons`
 --   room viewer threshold 20 -> `v.viewers >= 20` in the final INSERT
 --
@@ -52,7 +52,7 @@ CREATE TABLE beacons (
     cpu_pct DOUBLE,
     -- Event time: the collector's skew-corrected `event_time`, or the client `ts` without enrichment.
     event_ts TIMESTAMP GENERATED ALWAYS AS (CAST(to_timestamp_millis(coalesce(event_time, ts)) AS TIMESTAMP)),
-    WATERMARK FOR event_ts AS event_ts - INTERVAL '10' SECOND
+    WATERMARK FOR event_ts AS event_ts - INTERVAL '5' SECOND
 ) WITH (
     connector = 'kafka',
     format = 'json',

@@ -61,7 +61,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             window_ms: 60_000,
-            allowed_lateness_ms: 10_000,
+            allowed_lateness_ms: 5_000,
             idle_timeout_ms: 30_000,
             dedup_horizon_ms: 600_000,
             room_min_viewers: 20,

@@ -13,7 +13,7 @@
 //!   the engine rejects. The SQL has no validation of its own.
 //! - **Lateness**: one partition read in file order; a beacon is dropped when its window ends at or
 //!   before the largest event time read before it minus the allowed lateness (the SQL's
-//!   `WATERMARK ... - INTERVAL '10' SECOND`; the case's `allowed_lateness_ms` where it sets one, as
+//!   `WATERMARK ... - INTERVAL '5' SECOND`; the case's `allowed_lateness_ms` where it sets one, as
 //!   an operator would edit the interval). That is the engine's per-partition rule; that Arroyo drops
 //!   exactly these is not verified here (README, "Semantic gaps").
 //! - **Duplicates**: `beacons_once` keeps one row per `(session_id, seq)` **within a minute**; the
