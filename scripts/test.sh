@@ -32,22 +32,11 @@ skipped=(--skip live_es_)
 if [ -n "${ES_URL:-}" ]; then
   skipped=()
 fi
-# tansu 0.6.0 stores the metadata committed with an offset but answers OffsetFetch with an empty one,
-# and the stream job keeps its checkpoint there: its kill-and-restart test cannot pass on tansu (it
-# passes on librdkafka's mock cluster, and needs a broker that keeps commit metadata, as Apache Kafka
-# does). Run it with QOE_BROKER_KEEPS_COMMIT_METADATA=1 against such a broker.
-if [ -z "${QOE_BROKER_KEEPS_COMMIT_METADATA:-}" ]; then
-  skipped+=(--skip on_a_real_broker_a_stream_job_killed_and_restarted)
-fi
-
 step "tests (KAFKA_BROKERS=$KAFKA_BROKERS)"
 test_log="$(mktemp)"
 cargo test --workspace --locked -- --include-ignored "${skipped[@]}" 2>&1 | tee "$test_log"
 if [ -z "${ES_URL:-}" ]; then
   echo "elasticsearch live suite: not run (ES_URL is not set; no cluster can be installed here)"
-fi
-if [ -z "${QOE_BROKER_KEEPS_COMMIT_METADATA:-}" ]; then
-  echo "stream kill-and-restart on the real broker: not run (tansu drops offset-commit metadata; see scripts/test.sh)"
 fi
 
 step "the Arroyo path (stream-jobs/arroyo: own workspace and target dir)"

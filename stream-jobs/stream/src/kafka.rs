@@ -6,22 +6,25 @@
 //! settings writes the same documents with the same ids; scale-out is the Arroyo path
 //! (`stream-jobs/arroyo/`).
 //!
-//! Delivery guarantee: the consumer group's committed offsets are the engine's [`Checkpoint`], and each
-//! offset carries the checkpoint's metadata (`{"v":1,"closed_through_ms":…,"max_event_ms":…}`). They
-//! are committed only after every output wrote the windows they cover. A job killed at any moment
-//! resumes from them and writes the same final documents (see [`qoe_rollup::engine`]).
+//! Delivery guarantee: the engine's [`Checkpoint`] (offsets, the windows already final, each
+//! partition's largest event time) is written to the checkpoint topic (`qoe.stream.checkpoints`,
+//! keyed by the consumer group; see `checkpoint_topic.rs`) only after every output wrote the windows
+//! it covers, and the group's offsets are committed after that, for lag monitoring. A job killed at
+//! any moment resumes from the newest checkpoint record and writes the same final documents (see
+//! [`qoe_rollup::engine`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use qoe_rollup::{Checkpoint, Engine, EngineConfig, PartitionCheckpoint};
+use qoe_rollup::{Checkpoint, Engine, EngineConfig};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::checkpoint_topic::CheckpointStore;
+pub use crate::checkpoint_topic::CHECKPOINT_TOPIC;
 use crate::driver::{now_ms, Driver, StreamReport};
 use crate::metrics::Metrics;
 use crate::output::Output;
@@ -40,8 +43,12 @@ pub struct KafkaInput {
     pub brokers: String,
     /// The beacon topic.
     pub topic: String,
-    /// The consumer group whose committed offsets hold the checkpoint.
+    /// The consumer group: the checkpoint's key on `checkpoint_topic`, and the group whose offsets
+    /// show the job's lag.
     pub group_id: String,
+    /// The compacted topic that holds the checkpoint ([`CHECKPOINT_TOPIC`] by default); created
+    /// with one partition if missing.
+    pub checkpoint_topic: String,
     /// Extra librdkafka properties.
     pub options: Vec<(String, String)>,
     /// Close every window and stop when no record arrived for this long (after the first record, or
@@ -52,25 +59,12 @@ pub struct KafkaInput {
     pub early_every: Option<Duration>,
 }
 
-/// The metadata committed with each partition's offset.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OffsetMetadata {
-    v: u32,
-    closed_through_ms: i64,
-    max_event_ms: Option<i64>,
-}
-
 fn kafka_error(context: &str, error: impl std::fmt::Display) -> StreamError {
     StreamError::Kafka(format!("{context}: {error}"))
 }
 
-/// Reads the checkpoint from the group's committed offsets of `partitions`.
-fn committed_checkpoint(
-    consumer: &BaseConsumer,
-    topic: &str,
-    partitions: &[i32],
-) -> Result<Option<Checkpoint>, StreamError> {
+/// The partitions of `partitions` for which the group has committed an offset.
+fn committed_partitions(consumer: &BaseConsumer, topic: &str, partitions: &[i32]) -> Result<Vec<i32>, StreamError> {
     let mut wanted = TopicPartitionList::new();
     for partition in partitions {
         wanted.add_partition(topic, *partition);
@@ -78,69 +72,53 @@ fn committed_checkpoint(
     let committed = consumer
         .committed_offsets(wanted, REQUEST_TIMEOUT)
         .map_err(|error| kafka_error("fetching the group's committed offsets", error))?;
-    let mut closed_through: Option<i64> = None;
-    let mut resume = BTreeMap::new();
-    for element in committed.elements() {
-        let Offset::Offset(offset) = element.offset() else {
-            continue;
-        };
-        let partition = element.partition();
-        let metadata: OffsetMetadata = serde_json::from_str(element.metadata()).map_err(|error| {
-            StreamError::Checkpoint {
-                path: format!("{topic}/{partition} (consumer group offset metadata)"),
-                problem: format!(
-                    "offset {offset} is committed without the stream job's checkpoint ({error}): was the group used by another consumer, or does the broker drop commit metadata? Use a new --group-id to start over"
-                ),
-            }
-        })?;
-        if closed_through.is_some_and(|seen| seen != metadata.closed_through_ms) {
-            return Err(StreamError::Checkpoint {
-                path: format!("{topic} (consumer group offset metadata)"),
-                problem: "partitions disagree on closed_through_ms: the offsets were not committed together"
-                    .to_string(),
-            });
-        }
-        closed_through = Some(metadata.closed_through_ms);
-        resume.insert(
-            partition,
-            PartitionCheckpoint {
-                offset,
-                max_event_ms: metadata.max_event_ms,
-            },
-        );
-    }
-    Ok(closed_through.map(|closed_through_ms| Checkpoint {
-        closed_through_ms,
-        partitions: resume,
-    }))
+    Ok(committed
+        .elements()
+        .iter()
+        .filter(|element| matches!(element.offset(), Offset::Offset(_)))
+        .map(|element| element.partition())
+        .collect())
 }
 
-fn commit(consumer: &BaseConsumer, topic: &str, checkpoint: &Checkpoint) -> Result<(), StreamError> {
+/// Commits the checkpoint's offsets to the group, for lag monitoring (the checkpoint topic is what a
+/// restart reads). A failure is logged, not fatal.
+fn commit_for_monitoring(consumer: &BaseConsumer, topic: &str, checkpoint: &Checkpoint) {
     let mut offsets = TopicPartitionList::new();
     for (partition, resume) in &checkpoint.partitions {
-        let metadata = OffsetMetadata {
-            v: 1,
-            closed_through_ms: checkpoint.closed_through_ms,
-            max_event_ms: resume.max_event_ms,
-        };
-        offsets
-            .add_partition_offset(topic, *partition, Offset::Offset(resume.offset))
-            .map_err(|error| kafka_error("building the offset commit", error))?;
-        if let Some(mut element) = offsets.find_partition(topic, *partition) {
-            element.set_metadata(serde_json::to_string(&metadata).unwrap_or_default());
+        if let Err(error) = offsets.add_partition_offset(topic, *partition, Offset::Offset(resume.offset)) {
+            tracing::warn!(%error, partition, "offset not committed");
         }
     }
     if offsets.count() == 0 {
-        return Ok(());
+        return;
     }
-    consumer
-        .commit(&offsets, CommitMode::Sync)
-        .map_err(|error| kafka_error("committing offsets", error))
+    if let Err(error) = consumer.commit(&offsets, CommitMode::Sync) {
+        tracing::warn!(%error, "committing the group's offsets failed (they only show the lag; the checkpoint is saved)");
+    }
+}
+
+/// Reports a partition whose first record after the resume is not at the resume offset: the
+/// broker skipped records (tansu 0.6.0 answers a fetch at an offset inside a record batch from the
+/// next batch), which the job cannot count.
+fn check_resume(partition: i32, asked: i64, got: i64, metrics: &Metrics) {
+    if got <= asked {
+        return;
+    }
+    let skipped = (got - asked) as u64;
+    metrics.resume_skipped.inc_by(skipped);
+    tracing::error!(
+        partition,
+        resume_offset = asked,
+        first_offset = got,
+        skipped,
+        "the broker returned records after the resume offset: the records between were skipped (a broker that serves fetches from record-batch boundaries only, or a compacted or deleted log)"
+    );
 }
 
 /// Reads every partition of the beacon topic through the engine into `outputs` until `shutdown`
 /// (or idleness, if asked). On shutdown, open windows are left to the next run, which resumes from
-/// the last committed checkpoint.
+/// the last saved checkpoint. Runs inside a Tokio runtime context (e.g. `spawn_blocking`), on which
+/// it waits for the broker's acknowledgements.
 pub fn run_kafka(
     input: &KafkaInput,
     engine_config: EngineConfig,
@@ -148,6 +126,11 @@ pub fn run_kafka(
     metrics: &Metrics,
     shutdown: &CancellationToken,
 ) -> Result<StreamReport, StreamError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(StreamError::Kafka(
+            "run_kafka needs a Tokio runtime context (call it from spawn_blocking)".to_string(),
+        ));
+    }
     let mut client = ClientConfig::new();
     client
         .set("bootstrap.servers", &input.brokers)
@@ -177,8 +160,37 @@ pub fn run_kafka(
             input.topic
         )));
     }
-    let restored = committed_checkpoint(&consumer, &input.topic, &partitions)?;
+    let (store, restored) = CheckpointStore::open(
+        &input.brokers,
+        &input.options,
+        &input.checkpoint_topic,
+        &input.group_id,
+        &input.topic,
+    )?;
+    if restored.is_none() {
+        let committed = committed_partitions(&consumer, &input.topic, &partitions)?;
+        if !committed.is_empty() {
+            return Err(StreamError::Checkpoint {
+                path: format!("{} (key {:?})", input.checkpoint_topic, input.group_id),
+                problem: format!(
+                    "group {:?} has committed offsets on {:?} (partitions {committed:?}) but no checkpoint: was the group used by another consumer, or the checkpoint topic deleted? Use a new --group-id to start over",
+                    input.group_id, input.topic
+                ),
+            });
+        }
+    }
     let mut assignment = TopicPartitionList::new();
+    // Where each restored partition resumes: its first record must be there.
+    let mut resume_at: BTreeMap<i32, i64> = restored
+        .as_ref()
+        .map(|checkpoint| {
+            checkpoint
+                .partitions
+                .iter()
+                .map(|(partition, resume)| (*partition, resume.offset))
+                .collect()
+        })
+        .unwrap_or_default();
     for partition in &partitions {
         let offset = restored
             .as_ref()
@@ -201,7 +213,11 @@ pub fn run_kafka(
     let mut engine = Engine::new(engine_config, restored.as_ref())?;
     engine.expect_partitions(&partitions, now_ms());
     let topic = input.topic.clone();
-    let mut save = |checkpoint: Checkpoint| commit(&consumer, &topic, &checkpoint);
+    let mut save = |checkpoint: Checkpoint| {
+        store.save(&checkpoint)?;
+        commit_for_monitoring(&consumer, &topic, &checkpoint);
+        Ok(())
+    };
     let mut driver = Driver::new(&mut engine, outputs, metrics, &mut save);
     let started = Instant::now();
     let mut last_record: Option<Instant> = None;
@@ -219,6 +235,9 @@ pub fn run_kafka(
             Some(Err(_)) => {}
             Some(Ok(message)) => {
                 last_record = Some(Instant::now());
+                if let Some(asked) = resume_at.remove(&message.partition()) {
+                    check_resume(message.partition(), asked, message.offset(), metrics);
+                }
                 let payload = message.payload().unwrap_or_default();
                 driver.offer(message.partition(), message.offset(), payload);
             }

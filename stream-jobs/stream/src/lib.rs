@@ -26,6 +26,7 @@
 
 mod alert_job;
 mod alerts;
+mod checkpoint_topic;
 mod driver;
 mod es;
 mod file;
@@ -43,7 +44,7 @@ pub use driver::StreamReport;
 pub use es::EsOutput;
 pub use file::{run_file, FileRun};
 pub use index::{run_index, IndexInput, IndexReport};
-pub use kafka::{run_kafka, KafkaInput};
+pub use kafka::{run_kafka, KafkaInput, CHECKPOINT_TOPIC};
 pub use kafka_output::KafkaOutput;
 pub use metrics::Metrics;
 pub use output::{read_ndjson_dir, NdjsonOutput, Output};

@@ -32,6 +32,10 @@ pub struct Metrics {
     /// `qoe_stream_committed_offset`: next offset to read after the last checkpoint (the largest over
     /// partitions: one series whatever the partition count).
     pub committed_offset: IntGauge,
+    /// `qoe_stream_resume_skipped_offsets_total`: offsets between where a partition resumed and the
+    /// first record the broker returned (records the broker skipped; 0 on a correct broker for a
+    /// topic that is not compacted or transactional).
+    pub resume_skipped: IntCounter,
 }
 
 impl Metrics {
@@ -71,6 +75,11 @@ impl Metrics {
             "Largest next offset to read over partitions after the last checkpoint",
         )
         .expect("valid metric");
+        let resume_skipped = IntCounter::new(
+            "qoe_stream_resume_skipped_offsets_total",
+            "Offsets between a partition's resume position and the first record the broker returned",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(beacons.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(rejected.clone()),
@@ -80,6 +89,7 @@ impl Metrics {
             Box::new(freshness.clone()),
             Box::new(beacon_freshness.clone()),
             Box::new(committed_offset.clone()),
+            Box::new(resume_skipped.clone()),
         ] {
             registry.register(collector).expect("unique metric names");
         }
@@ -93,6 +103,7 @@ impl Metrics {
             freshness,
             beacon_freshness,
             committed_offset,
+            resume_skipped,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The stream job reading `qoe.beacons.v1` over the Kafka protocol (librdkafka's in-process mock
 //! cluster): the documents equal those of the same beacons read from a file, and a job stopped in the
-//! middle and started again (resuming from the checkpoint committed with the group's offsets) leaves
-//! the same documents.
+//! middle and started again (resuming from its checkpoint on the checkpoint topic) leaves the same
+//! documents; the checkpoint of one group is not another's.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -67,6 +67,7 @@ fn input(brokers: &str, group: &str, exit_when_idle: Option<Duration>) -> KafkaI
         brokers: brokers.to_string(),
         topic: TOPIC.to_string(),
         group_id: group.to_string(),
+        checkpoint_topic: qoe_stream::CHECKPOINT_TOPIC.to_string(),
         options: Vec::new(),
         exit_when_idle,
         early_every: None,
@@ -105,8 +106,14 @@ fn as_text(dir: &Path) -> String {
 
 #[test]
 fn kafka_documents_equal_file_documents_and_survive_a_stop_in_the_middle() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _context = runtime.enter();
     let cluster = MockCluster::new(1).expect("mock cluster");
     cluster.create_topic(TOPIC, 3, 1).expect("topic");
+    // The mock cluster does not serve CreateTopics, which the job uses when the topic is missing.
+    cluster
+        .create_topic(qoe_stream::CHECKPOINT_TOPIC, 1, 1)
+        .expect("checkpoint topic");
     let brokers = cluster.bootstrap_servers();
     let records = lines();
     produce(&brokers, &records);
@@ -134,6 +141,10 @@ fn kafka_documents_equal_file_documents_and_survive_a_stop_in_the_middle() {
     // group resumes from the committed checkpoint.
     let cluster = MockCluster::new(1).expect("mock cluster");
     cluster.create_topic(TOPIC, 3, 1).expect("topic");
+    // The mock cluster does not serve CreateTopics, which the job uses when the topic is missing.
+    cluster
+        .create_topic(qoe_stream::CHECKPOINT_TOPIC, 1, 1)
+        .expect("checkpoint topic");
     let brokers = cluster.bootstrap_servers();
     let split = records.len() * 3 / 5;
     produce(&brokers, &records[..split]);
@@ -142,7 +153,10 @@ fn kafka_documents_equal_file_documents_and_survive_a_stop_in_the_middle() {
     let shutdown = CancellationToken::new();
     let slow = input(&brokers, "stopped", None);
     let first = std::thread::scope(|scope| {
-        let job = scope.spawn(|| run_kafka(&slow, engine(), &mut outputs(&stopped), &metrics, &shutdown));
+        let job = scope.spawn(|| {
+            let _context = runtime.enter();
+            run_kafka(&slow, engine(), &mut outputs(&stopped), &metrics, &shutdown)
+        });
         let deadline = Instant::now() + Duration::from_secs(60);
         let final_documents = || metrics.documents.with_label_values(&["final"]).get();
         let counted = || metrics.outcome("counted").get();
@@ -175,5 +189,61 @@ fn kafka_documents_equal_file_documents_and_survive_a_stop_in_the_middle() {
         "{first:?} {second:?}"
     );
     assert_eq!(as_text(&stopped), expected, "documents after a stop and a restart");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn each_group_resumes_from_its_own_checkpoint_only() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _context = runtime.enter();
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic(TOPIC, 2, 1).expect("topic");
+    cluster
+        .create_topic(qoe_stream::CHECKPOINT_TOPIC, 1, 1)
+        .expect("checkpoint topic");
+    let brokers = cluster.bootstrap_servers();
+    let records = lines();
+    produce(&brokers, &records);
+    let dir = std::env::temp_dir().join(format!("qoe-stream-kafka-groups-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = |group: &str, out: &str| {
+        run_kafka(
+            &input(&brokers, group, Some(Duration::from_secs(2))),
+            engine(),
+            &mut outputs(&dir.join(out)),
+            &Metrics::new(),
+            &CancellationToken::new(),
+        )
+    };
+    let first = run("group-a", "a").unwrap();
+    assert_eq!(first.counted, records.len() as u64, "{first:?}");
+    // Group a saved its checkpoint: run again after one more record (a producer retry of the last
+    // one), it reads only that.
+    produce(&brokers, &records[records.len() - 1..]);
+    let again = run("group-a", "a").unwrap();
+    assert_eq!(again.records, 1, "group a resumed at the end: {again:?}");
+    assert_eq!(again.counted, 0, "{again:?}");
+    // Group b shares the checkpoint topic but not the key: it reads everything.
+    let other = run("group-b", "b").unwrap();
+    assert_eq!(other.records, records.len() as u64 + 1, "{other:?}");
+    assert_eq!(other.counted, records.len() as u64, "{other:?}");
+    assert_eq!(as_text(&dir.join("a")), as_text(&dir.join("b")));
+
+    // A group with committed offsets but no checkpoint is refused, not read from the start.
+    let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "group-c")
+        .create()
+        .unwrap();
+    let mut offsets = rdkafka::TopicPartitionList::new();
+    offsets
+        .add_partition_offset(TOPIC, 0, rdkafka::Offset::Offset(5))
+        .unwrap();
+    rdkafka::consumer::Consumer::commit(&consumer, &offsets, rdkafka::consumer::CommitMode::Sync).unwrap();
+    let refused = run("group-c", "c").unwrap_err().to_string();
+    assert!(
+        refused.contains("has committed offsets") && refused.contains("group-c"),
+        "{refused}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
