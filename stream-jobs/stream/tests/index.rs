@@ -1,7 +1,8 @@
 //! The rollup topic and `qoe index`, over the Kafka protocol (librdkafka's in-process mock cluster):
 //! `qoe stream --output kafka:` puts every document on `qoe.rollups.v1` keyed by its id, and
 //! `qoe index` reads them back into the Elasticsearch sink, skipping (and counting) records that are
-//! not rollup documents.
+//! not rollup documents; a sink that refuses the documents fails the run with no offset committed,
+//! so the group indexes them all later.
 //!
 //! No Elasticsearch can run here: the sink writes to a scripted `_bulk` responder on 127.0.0.1 that
 //! acknowledges every item with the response shape of Elastic's API document and records what it
@@ -52,6 +53,24 @@ async fn bulk(State(indexed): State<Indexed>, uri: Uri, body: Bytes) -> String {
         );
     }
     json!({"took": 1, "errors": false, "items": items}).to_string()
+}
+
+/// A `_bulk` endpoint that refuses every document with a mapping error (HTTP 200, per-item 400).
+async fn refusing(uri: Uri, body: Bytes) -> String {
+    if uri.path() != "/_bulk" {
+        return json!({"acknowledged": true}).to_string();
+    }
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    let items: Vec<Value> = text
+        .lines()
+        .step_by(2)
+        .map(|line| {
+            let action: Value = serde_json::from_str(line).unwrap();
+            json!({"index": {"_index": action["index"]["_index"], "_id": action["index"]["_id"], "status": 400,
+                "error": {"type": "document_parsing_exception", "reason": "[1:2] failed to parse field [grain]"}}})
+        })
+        .collect();
+    json!({"took": 1, "errors": true, "items": items}).to_string()
 }
 
 async fn responder() -> (String, Indexed) {
@@ -206,6 +225,69 @@ async fn rollups_go_through_the_topic_into_the_sink() {
         metrics.contains("qoe_index_records_total{outcome=\"invalid\"} 1"),
         "{metrics}"
     );
+    drop(indexed);
+
+    // A sink that refuses every document: the run fails and commits no offset, so the same group
+    // later indexes every document into a sink that takes them.
+    let app = axum::Router::new().fallback(refusing);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refusing_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let group = "qoe-index-refused";
+    let run = |url: String| {
+        let brokers = brokers.clone();
+        async move {
+            let registry = prometheus::Registry::new();
+            let config = EsConfig {
+                url,
+                retention: Retention::None,
+                ..EsConfig::default()
+            };
+            let output = EsOutput::connect(config, qoe_es::EsMetrics::new(&registry))
+                .await
+                .unwrap();
+            let input = IndexInput {
+                brokers,
+                topic: ROLLUPS.to_string(),
+                group_id: group.to_string(),
+                options: Vec::new(),
+                exit_when_idle: Some(Duration::from_secs(3)),
+            };
+            tokio::task::spawn_blocking(move || run_index(&input, &output, &registry, &CancellationToken::new()))
+                .await
+                .unwrap()
+        }
+    };
+    let refused = run(refusing_url).await.unwrap_err().to_string();
+    assert!(refused.contains("document_parsing_exception"), "{refused}");
+    let brokers_for_check = brokers.clone();
+    let committed = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers_for_check)
+            .set("group.id", group)
+            .create()
+            .unwrap();
+        let mut wanted = rdkafka::TopicPartitionList::new();
+        for partition in 0..3 {
+            wanted.add_partition(ROLLUPS, partition);
+        }
+        let committed = consumer.committed_offsets(wanted, Duration::from_secs(10)).unwrap();
+        committed
+            .elements()
+            .iter()
+            .filter(|element| matches!(element.offset(), rdkafka::Offset::Offset(_)))
+            .count()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        committed, 0,
+        "offsets committed although the sink refused the documents"
+    );
+    let (url, indexed) = responder().await;
+    let report = run(url).await.unwrap();
+    assert_eq!(report.indexed as usize, expected.len(), "{report:?}");
+    assert_eq!(indexed.lock().unwrap().len(), expected.len());
     std::fs::remove_dir_all(&dir).ok();
 }
 
