@@ -51,6 +51,19 @@ fn produce(brokers: &str, records: &[(String, String)]) {
     producer.flush(Duration::from_secs(30)).expect("flush");
 }
 
+/// A mock cluster with the beacon topic (`partitions` partitions) and the checkpoint topic, and its
+/// bootstrap servers. The mock cluster does not serve CreateTopics, which the job uses when the
+/// checkpoint topic is missing.
+fn mock_cluster(partitions: i32) -> (MockCluster<'static, rdkafka::producer::DefaultProducerContext>, String) {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic(TOPIC, partitions, 1).expect("topic");
+    cluster
+        .create_topic(qoe_stream::CHECKPOINT_TOPIC, 1, 1)
+        .expect("checkpoint topic");
+    let brokers = cluster.bootstrap_servers();
+    (cluster, brokers)
+}
+
 fn engine() -> EngineConfig {
     EngineConfig {
         room_min_viewers: 5,
@@ -108,13 +121,7 @@ fn as_text(dir: &Path) -> String {
 fn kafka_documents_equal_file_documents_and_survive_a_stop_in_the_middle() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let _context = runtime.enter();
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic(TOPIC, 3, 1).expect("topic");
-    // The mock cluster does not serve CreateTopics, which the job uses when the topic is missing.
-    cluster
-        .create_topic(qoe_stream::CHECKPOINT_TOPIC, 1, 1)
-        .expect("checkpoint topic");
-    let brokers = cluster.bootstrap_servers();
+    let (_cluster, brokers) = mock_cluster(3);
     let records = lines();
     produce(&brokers, &records);
     let dir = std::env::temp_dir().join(format!("qoe-stream-kafka-{}", std::process::id()));
@@ -139,13 +146,7 @@ fn kafka_documents_equal_file_documents_and_survive_a_stop_in_the_middle() {
     // A second group: a run over the first 60 % of the records, stopped once it wrote final documents
     // (its open windows are left to the next run); then the rest is produced and a second run of the
     // group resumes from the committed checkpoint.
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic(TOPIC, 3, 1).expect("topic");
-    // The mock cluster does not serve CreateTopics, which the job uses when the topic is missing.
-    cluster
-        .create_topic(qoe_stream::CHECKPOINT_TOPIC, 1, 1)
-        .expect("checkpoint topic");
-    let brokers = cluster.bootstrap_servers();
+    let (_cluster, brokers) = mock_cluster(3);
     let split = records.len() * 3 / 5;
     produce(&brokers, &records[..split]);
     let stopped = dir.join("stopped");
@@ -196,12 +197,7 @@ fn kafka_documents_equal_file_documents_and_survive_a_stop_in_the_middle() {
 fn each_group_resumes_from_its_own_checkpoint_only() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let _context = runtime.enter();
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    cluster.create_topic(TOPIC, 2, 1).expect("topic");
-    cluster
-        .create_topic(qoe_stream::CHECKPOINT_TOPIC, 1, 1)
-        .expect("checkpoint topic");
-    let brokers = cluster.bootstrap_servers();
+    let (_cluster, brokers) = mock_cluster(2);
     let records = lines();
     produce(&brokers, &records);
     let dir = std::env::temp_dir().join(format!("qoe-stream-kafka-groups-{}", std::process::id()));
