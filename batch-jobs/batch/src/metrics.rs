@@ -25,6 +25,9 @@ pub struct Metrics {
     /// `qoe_batch_session_late_total`: play beacons older than the session horizon when they arrived,
     /// stored in `play` but not folded into `play_sessions`.
     pub session_late: IntCounter,
+    /// `qoe_batch_resume_skipped_offsets_total`: offsets between where a partition's source resumed
+    /// (its manifest) and the first record the broker returned after it (records never stored).
+    pub resume_skipped: IntCounter,
     /// `records{outcome="accepted"}`, resolved once.
     pub accepted: IntCounter,
     /// `records{outcome="duplicate"}`, resolved once.
@@ -76,6 +79,11 @@ impl Metrics {
             "Play beacons older than the session horizon, not folded into play_sessions",
         )
         .expect("valid metric");
+        let resume_skipped = IntCounter::new(
+            "qoe_batch_resume_skipped_offsets_total",
+            "Offsets between a source's resume point and the first record the broker returned after it",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(records.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(rejected.clone()),
@@ -84,6 +92,7 @@ impl Metrics {
             Box::new(flush_seconds.clone()),
             Box::new(committed_offset.clone()),
             Box::new(session_late.clone()),
+            Box::new(resume_skipped.clone()),
         ] {
             registry.register(collector).expect("unique metric names");
         }
@@ -93,6 +102,7 @@ impl Metrics {
             rejected_records: records.with_label_values(&["rejected"]),
             already_stored: records.with_label_values(&["already_stored"]),
             session_late,
+            resume_skipped,
             registry,
             records,
             rejected,

@@ -302,6 +302,25 @@ fn commit_group(consumer: &BaseConsumer<RebalanceContext>, topic: &str, committe
     }
 }
 
+/// Reports a source whose first record is past the offset its manifest resumes from: the records
+/// between were never stored (tansu 0.6.0 answers a fetch at an offset inside a record batch from
+/// the next batch; retention may have deleted them). A source never stored (resume 0) is not
+/// checked: a new warehouse on a topic with retention starts where the topic starts.
+fn check_resume(source: &str, resume: i64, first: i64, metrics: &Metrics) {
+    if resume == 0 || first <= resume {
+        return;
+    }
+    let skipped = (first - resume) as u64;
+    metrics.resume_skipped.inc_by(skipped);
+    tracing::error!(
+        source,
+        resume_offset = resume,
+        first_offset = first,
+        skipped,
+        "the broker returned records after the resume offset: the records between were never stored"
+    );
+}
+
 /// Reads `qoe.beacons.v1` with a consumer group into the warehouse until `shutdown` (or idleness, if
 /// asked), committing a flush per partition as the policy says and a last one at the end.
 pub fn run_kafka(
@@ -328,7 +347,7 @@ pub fn run_kafka(
     consumer
         .subscribe(&[input.topic.as_str()])
         .map_err(|error| BatchError::Kafka(error.to_string()))?;
-    let mut job = Job::new(config, metrics)?;
+    let mut job = Job::new(config, metrics.clone())?;
     let mut report = RunReport::default();
     let mut last_record = Instant::now();
     let mut seen_record = false;
@@ -364,8 +383,9 @@ pub fn run_kafka(
                 seen_record = true;
                 let source = partition_source(message.partition());
                 if !opened.contains(&source) {
-                    job.open_source(&source)?;
+                    let resume = job.open_source(&source)?;
                     opened.push(source.clone());
+                    check_resume(&source, resume, message.offset(), &metrics);
                 }
                 let payload = message.payload().unwrap_or_default();
                 let offer = job.offer(&source, message.offset(), payload)?;

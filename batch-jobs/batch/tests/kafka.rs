@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use qoe_batch::{run_kafka, JobConfig, KafkaInput, Metrics, RunReport};
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
 use support::{line, simulated, warehouse_rows, write_lines};
 use tokio_util::sync::CancellationToken;
 
@@ -147,4 +149,86 @@ fn real_broker_partitions_land_exactly_once() {
         .expect("create topic");
     assert_eq!(outcomes.len(), 1);
     exactly_once_across_groups(&brokers, &topic);
+}
+
+/// A source resumed inside a record batch: every record after the resume point is either stored or
+/// reported as skipped (`qoe_batch_resume_skipped_offsets_total`). On a broker that serves a fetch
+/// from inside a batch (Apache Kafka, the mock cluster) all are stored; tansu 0.6.0 answers from the
+/// next batch, and the job must say so rather than pass over the rest of the batch in silence.
+#[test]
+#[ignore = "needs a Kafka broker in KAFKA_BROKERS (scripts/test.sh starts tansu)"]
+fn real_broker_a_resume_inside_a_batch_stores_or_reports_every_record() {
+    let brokers = std::env::var("KAFKA_BROKERS").expect("KAFKA_BROKERS");
+    let topic = format!("qoe.beacons.batch-resume-{}", std::process::id());
+    let group = format!("batch-resume-{}", std::process::id());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime
+        .block_on(qoe_collector::kafka::create_topics(
+            &brokers,
+            &Default::default(),
+            &[topic.as_str()],
+            1,
+            1,
+        ))
+        .expect("create topic");
+    let lines: Vec<String> = simulated(20, 80, 8, 5).iter().take(20).map(line).collect();
+    let keys = vec!["room".to_string(); lines.len()];
+    // Two record batches of ten.
+    produce(&brokers, &topic, &lines[..10], &keys[..10]);
+    produce(&brokers, &topic, &lines[10..], &keys[10..]);
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().join("warehouse");
+    // The warehouse holds offsets 0..5 of partition 0 (stored from a mock-cluster topic with just
+    // those five records: a source is named by its partition), and the group resumes at offset 5:
+    // inside the broker's first batch.
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic(&topic, 1, 1).unwrap();
+    produce(&mock.bootstrap_servers(), &topic, &lines[..5], &keys[..5]);
+    let input = |brokers: &str| KafkaInput {
+        brokers: brokers.to_string(),
+        topic: topic.clone(),
+        group_id: group.clone(),
+        options: vec![
+            ("session.timeout.ms".to_string(), "6000".to_string()),
+            ("heartbeat.interval.ms".to_string(), "500".to_string()),
+        ],
+        exit_when_idle: Some(Duration::from_secs(3)),
+    };
+    let first = run_kafka(
+        &input(&mock.bootstrap_servers()),
+        JobConfig::new(&warehouse),
+        Metrics::new(),
+        &CancellationToken::new(),
+    )
+    .unwrap();
+    assert_eq!(first.accepted, 5);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", &group)
+        .create()
+        .unwrap();
+    let mut offsets = TopicPartitionList::new();
+    offsets.add_partition_offset(&topic, 0, Offset::Offset(5)).unwrap();
+    consumer.commit(&offsets, CommitMode::Sync).unwrap();
+    drop(consumer);
+    let input = input(&brokers);
+    let metrics = Metrics::new();
+    let second = run_kafka(
+        &input,
+        JobConfig::new(&warehouse),
+        metrics.clone(),
+        &CancellationToken::new(),
+    )
+    .unwrap();
+    let skipped = metrics.resume_skipped.get();
+    eprintln!(
+        "second run: {} stored, {skipped} offsets reported skipped",
+        second.accepted
+    );
+    assert!(skipped == 0 || skipped == 5, "skipped {skipped}");
+    assert_eq!(
+        second.accepted + skipped,
+        15,
+        "every record after the resume point is stored or reported"
+    );
 }
