@@ -165,7 +165,7 @@ fn resume_inside_a_batch_is_reported(brokers: &str, topic: &str, suffix: &str) {
     let checkpoints = format!("{}.probe", checkpoint_topic(suffix));
     let group = format!("qoe-stream-e2e-probe-{suffix}");
     let record = format!(
-        r#"{{"v":1,"topic":"{topic}","checkpoint":{{"closed_through_ms":0,"partitions":{{"0":{{"offset":5,"max_event_ms":null}}}}}}}}"#
+        r#"{{"v":1,"seq":1,"topic":"{topic}","checkpoint":{{"closed_through_ms":0,"partitions":{{"0":{{"offset":5,"max_event_ms":null}}}}}}}}"#
     );
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)

@@ -10,9 +10,11 @@
 //! Delivery guarantee: [`CheckpointStore::save`] returns only when the broker acknowledged the
 //! record (idempotent producer, `acks=all`). The group's offsets are committed after it, for lag
 //! monitoring only; a restart reads the newest record of the group's key, so a job killed between
-//! the two resumes from the record. Every record holds the whole checkpoint, so compaction (keep
-//! the newest record per key) loses nothing; on a broker that does not compact, the topic grows by
-//! one small record per minute and is read through at start.
+//! the two resumes from the record. Every record holds the whole checkpoint and a save number
+//! (`seq`), so compaction (keep the newest record per key) loses nothing, and the newest record is
+//! found whatever partition it is on; a tombstone (null value) deletes the group's checkpoint. On a
+//! broker that does not compact, the topic grows by one small record per save and is read through
+//! at start.
 //!
 //! Two jobs must not share a group id: they would overwrite each other's checkpoint.
 
@@ -45,6 +47,9 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 struct CheckpointRecord {
     /// Format version, 1.
     v: u32,
+    /// Save number of the group's job, one more than the checkpoint it resumed from: the newest
+    /// record is the one with the largest, whatever partition and offset it landed on.
+    seq: u64,
     /// The input topic the offsets belong to.
     topic: String,
     /// The engine's checkpoint.
@@ -54,6 +59,8 @@ struct CheckpointRecord {
 /// Where the Kafka input keeps its checkpoint.
 pub(crate) struct CheckpointStore {
     producer: KafkaOutput,
+    /// The last save's number.
+    seq: std::cell::Cell<u64>,
     checkpoint_topic: String,
     group_id: String,
     input_topic: String,
@@ -86,6 +93,7 @@ impl CheckpointStore {
         client.set("bootstrap.servers", brokers);
         let partitions = ensure_topic(&client, checkpoint_topic)?;
         let newest = read_newest(&client, checkpoint_topic, &partitions, group_id)?;
+        let seq = newest.as_ref().map_or(0, |record| record.seq);
         let restored = match newest {
             None => None,
             Some(record) if record.topic != input_topic => {
@@ -102,6 +110,7 @@ impl CheckpointStore {
         let producer = KafkaOutput::new(brokers, checkpoint_topic, options)?;
         let store = CheckpointStore {
             producer,
+            seq: std::cell::Cell::new(seq),
             checkpoint_topic: checkpoint_topic.to_string(),
             group_id: group_id.to_string(),
             input_topic: input_topic.to_string(),
@@ -111,19 +120,25 @@ impl CheckpointStore {
 
     /// Writes `checkpoint` as the group's newest record and waits for the broker's acknowledgement.
     pub(crate) fn save(&self, checkpoint: &Checkpoint) -> Result<(), StreamError> {
+        let seq = self.seq.get() + 1;
         let record = CheckpointRecord {
             v: 1,
+            seq,
             topic: self.input_topic.clone(),
             checkpoint: checkpoint.clone(),
         };
         let payload = serde_json::to_vec(&record)
             .map_err(|error| kafka_error(&format!("encoding the checkpoint for {}", self.checkpoint_topic), error))?;
-        self.producer.send_all(vec![(self.group_id.clone(), payload)])
+        self.producer
+            .send_all(vec![(self.group_id.clone(), payload)])
+            .map_err(|error| kafka_error(&format!("saving the checkpoint to {}", self.checkpoint_topic), error))?;
+        self.seq.set(seq);
+        Ok(())
     }
 }
 
-/// The partitions of `topic`, creating it (one partition, `cleanup.policy=compact`, the broker's
-/// default replication) when it does not exist.
+/// The partitions of `topic`, creating it (one partition, `cleanup.policy=compact`, three replicas or
+/// one per broker if there are fewer) when it does not exist.
 fn ensure_topic(client: &ClientConfig, topic: &str) -> Result<Vec<i32>, StreamError> {
     let consumer: BaseConsumer = client
         .create()
@@ -134,15 +149,26 @@ fn ensure_topic(client: &ClientConfig, topic: &str) -> Result<Vec<i32>, StreamEr
     let admin: AdminClient<DefaultClientContext> = client
         .create()
         .map_err(|error| kafka_error("creating the admin client", error))?;
-    // -1: the broker's default.replication.factor (KIP-464), what the operator chose for the cluster.
-    let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
+    // As Kafka's own offsets topic: three replicas, or as many as there are brokers.
+    let brokers = consumer
+        .fetch_metadata(None, Duration::from_secs(30))
+        .map_err(|error| kafka_error("metadata of the cluster", error))?
+        .brokers()
+        .len();
+    let replicas = i32::try_from(brokers.clamp(1, 3)).unwrap_or(1);
+    let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(replicas)).set("cleanup.policy", "compact");
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = Handle::current()
         .block_on(admin.create_topics([&new_topic], &options))
-        .map_err(|error| kafka_error(&format!("creating the checkpoint topic {topic:?}"), error))?;
+        .map_err(|error| {
+            kafka_error(
+                &format!("creating the checkpoint topic {topic:?} (create it yourself: one partition, cleanup.policy=compact; or name another with --checkpoint-topic)"),
+                error,
+            )
+        })?;
     for result in results {
         match result {
-            Ok(_) => tracing::info!(topic, "checkpoint topic created"),
+            Ok(_) => tracing::info!(topic, replicas, "checkpoint topic created"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((_, code)) => {
                 return Err(StreamError::Kafka(format!(
@@ -192,6 +218,9 @@ fn read_newest(
     reader_config
         .set("group.id", format!("{group_id}.checkpoint-reader"))
         .set("enable.auto.commit", "false")
+        // A low watermark gone by the time it is fetched (retention, DeleteRecords): read from the
+        // new start, never skip to the end.
+        .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "true");
     let consumer: BaseConsumer = reader_config
         .create()
@@ -215,12 +244,16 @@ fn read_newest(
     consumer
         .assign(&assignment)
         .map_err(|error| kafka_error("assigning the checkpoint topic", error))?;
-    let mut newest: Option<(i32, i64, CheckpointRecord)> = None;
-    let deadline = Instant::now() + READ_TIMEOUT;
+    // Per partition, the group's last record: its offset and payload (`None`: a tombstone, the key
+    // deleted). Only these are parsed, so an old bad record does not block the start.
+    let mut last: BTreeMap<i32, (i64, Option<Vec<u8>>)> = BTreeMap::new();
+    // The deadline moves with progress: a long topic (a broker that does not compact) is read
+    // through as long as it advances.
+    let mut deadline = Instant::now() + READ_TIMEOUT;
     while !unread.is_empty() {
         if Instant::now() > deadline {
             return Err(StreamError::Kafka(format!(
-                "reading the checkpoint topic {topic:?}: partitions {:?} not read to their end in {READ_TIMEOUT:?}",
+                "reading the checkpoint topic {topic:?}: partitions {:?} did not advance for {READ_TIMEOUT:?}",
                 unread.keys().collect::<Vec<_>>()
             )));
         }
@@ -236,30 +269,32 @@ fn read_newest(
             }
             Some(Ok(message)) => message,
         };
+        deadline = Instant::now() + READ_TIMEOUT;
         let (partition, offset) = (message.partition(), message.offset());
         if unread.get(&partition).is_some_and(|high| offset + 1 >= *high) {
             unread.remove(&partition);
         }
-        if message.key() != Some(group_id.as_bytes()) {
-            continue;
-        }
-        let record: CheckpointRecord =
-            serde_json::from_slice(message.payload().unwrap_or_default()).map_err(|error| StreamError::Checkpoint {
-                path: format!("{topic}/{partition} offset {offset} (key {group_id:?})"),
-                problem: format!("not a stream job checkpoint v1: {error}"),
-            })?;
-        // One partition per key in practice; with several, the last read of each is compared by
-        // what it covers (a later checkpoint never closes fewer windows).
-        let newer = newest.as_ref().is_none_or(|(seen_partition, seen_offset, seen)| {
-            if *seen_partition == partition {
-                offset > *seen_offset
-            } else {
-                record.checkpoint.closed_through_ms >= seen.checkpoint.closed_through_ms
-            }
-        });
-        if newer {
-            newest = Some((partition, offset, record));
+        if message.key() == Some(group_id.as_bytes()) {
+            last.insert(partition, (offset, message.payload().map(<[u8]>::to_vec)));
         }
     }
-    Ok(newest.map(|(_, _, record)| record))
+    let mut newest: Option<CheckpointRecord> = None;
+    for (partition, (offset, payload)) in last {
+        let Some(payload) = payload else {
+            continue;
+        };
+        let bad = |problem: String| StreamError::Checkpoint {
+            path: format!("{topic}/{partition} offset {offset} (key {group_id:?})"),
+            problem,
+        };
+        let record: CheckpointRecord = serde_json::from_slice(&payload)
+            .map_err(|error| bad(format!("not a stream job checkpoint v1: {error}")))?;
+        if record.v != 1 {
+            return Err(bad(format!("checkpoint format v{}, this job reads v1", record.v)));
+        }
+        if newest.as_ref().is_none_or(|seen| record.seq > seen.seq) {
+            newest = Some(record);
+        }
+    }
+    Ok(newest)
 }

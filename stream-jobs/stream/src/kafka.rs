@@ -192,10 +192,16 @@ pub fn run_kafka(
         })
         .unwrap_or_default();
     for partition in &partitions {
-        let offset = restored
-            .as_ref()
-            .and_then(|checkpoint| checkpoint.partitions.get(partition))
-            .map_or(Offset::Stored, |resume| Offset::Offset(resume.offset));
+        // Without a checkpoint the group has no offsets (checked above): `auto.offset.reset` decides.
+        // A partition the checkpoint does not cover (added since, or not read before the save)
+        // starts at its beginning.
+        let offset = match &restored {
+            None => Offset::Stored,
+            Some(checkpoint) => checkpoint
+                .partitions
+                .get(partition)
+                .map_or(Offset::Beginning, |resume| Offset::Offset(resume.offset)),
+        };
         assignment
             .add_partition_offset(&input.topic, *partition, offset)
             .map_err(|error| kafka_error("building the assignment", error))?;

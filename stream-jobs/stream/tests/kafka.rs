@@ -243,3 +243,50 @@ fn each_group_resumes_from_its_own_checkpoint_only() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_checkpoint_with_the_largest_save_number_wins_whatever_its_partition() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _context = runtime.enter();
+    let (cluster, brokers) = mock_cluster(1);
+    let checkpoints = "qoe.stream.checkpoints.two-partitions";
+    cluster.create_topic(checkpoints, 2, 1).expect("checkpoint topic");
+    let records = lines();
+    produce(&brokers, &records);
+    let checkpoint = |seq: u64, offset: i64| {
+        format!(
+            r#"{{"v":1,"seq":{seq},"topic":"{TOPIC}","checkpoint":{{"closed_through_ms":0,"partitions":{{"0":{{"offset":{offset},"max_event_ms":null}}}}}}}}"#
+        )
+    };
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    // Partition 0: the newest save (100). Partition 1, read after it: an old record that is not a
+    // checkpoint at all, then an older save (40).
+    let newest = checkpoint(7, 100);
+    let older = checkpoint(6, 40);
+    for (partition, payload) in [(0, newest.as_str()), (1, "not json"), (1, older.as_str())] {
+        producer
+            .send(
+                BaseRecord::to(checkpoints)
+                    .partition(partition)
+                    .key("two")
+                    .payload(payload),
+            )
+            .map_err(|(error, _)| error)
+            .unwrap();
+        producer.flush(Duration::from_secs(10)).unwrap();
+    }
+    let mut resumed = input(&brokers, "two", Some(Duration::from_secs(2)));
+    resumed.checkpoint_topic = checkpoints.to_string();
+    let dir = std::env::temp_dir().join(format!("qoe-stream-kafka-seq-{}", std::process::id()));
+    let report = run_kafka(
+        &resumed,
+        engine(),
+        &mut outputs(&dir),
+        &Metrics::new(),
+        &CancellationToken::new(),
+    )
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(report.records, records.len() as u64 - 100, "{report:?}");
+}
