@@ -105,9 +105,13 @@ pub(crate) async fn open(warehouse: &Path) -> Result<(SessionContext, Vec<&'stat
         // The glob applies to the file name (segments holding `=` are partition directories):
         // names starting with `.` are files being written.
         let url = ListingTableUrl::parse(format!("{}/", dir.display()))?.with_glob("[!.]*")?;
-        // Files are hourly and small: their page indexes cost more to read than they save.
+        // Files are hourly and small (tens of KB): their page indexes cost more to read than they
+        // save, and DataFusion's default footer read of the last 512 KiB allocated (and zeroed) far
+        // more than a file holds; 16 KiB gets the footer in one read, and was about 10 % faster
+        // over the 30-day report (BENCHMARKS.md).
         let mut parquet = datafusion::config::TableParquetOptions::default();
         parquet.global.enable_page_index = false;
+        parquet.global.metadata_size_hint = Some(16 * 1024);
         let options = ListingOptions::new(Arc::new(ParquetFormat::default().with_options(parquet)))
             .with_file_extension(".parquet")
             .with_table_partition_cols(vec![
