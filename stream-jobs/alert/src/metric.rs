@@ -4,34 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use qoe_rollup::{Hist, RollupDoc, Stats};
+use qoe_rollup::{Hist, RollupDoc, Stats, COUNT_FIELDS};
 
-/// A count or sum field: always present in a document.
-type CountFn = fn(&RollupDoc) -> u64;
 /// A statistics field and its histogram, if it has one.
 type StatsFn = fn(&RollupDoc) -> (Option<&Stats>, Option<&Hist>);
-
-const COUNTS: &[(&str, CountFn)] = &[
-    ("play_starts", |d| d.play_starts),
-    ("first_frames", |d| d.first_frames),
-    ("play_ends", |d| d.play_ends),
-    ("ebvs", |d| d.ebvs),
-    ("fatal_errors", |d| d.fatal_errors),
-    ("business_errors", |d| d.business_errors),
-    ("joins", |d| d.joins),
-    ("leaves", |d| d.leaves),
-    ("active_sessions", |d| d.active_sessions),
-    ("httpdns_first_frames", |d| d.httpdns_first_frames),
-    ("resolved_first_frames", |d| d.resolved_first_frames),
-    ("watch_ms", |d| d.watch_ms),
-    ("stall_ms", |d| d.stall_ms),
-    ("stall_count", |d| d.stall_count),
-    ("stalled_sessions", |d| d.stalled_sessions),
-    ("startup_skip_sessions", |d| d.startup_skip_sessions),
-    ("dropped_frames", |d| d.dropped_frames),
-    ("push_stall_ms", |d| d.push_stall_ms),
-    ("push_dropped_frames", |d| d.push_dropped_frames),
-];
 
 /// Statistics fields with the percentiles the contract writes for them.
 const STATS: &[(&str, &[&str], StatsFn)] = &[
@@ -67,7 +43,7 @@ const STATS: &[(&str, &[&str], StatsFn)] = &[
 /// A numeric rollup field.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Metric {
-    /// A count or sum (index into `COUNTS`).
+    /// A count or sum (index into `COUNT_FIELDS`).
     Count(usize),
     /// `stall_ms / (watch_ms + stall_ms)`.
     StallRatio,
@@ -91,7 +67,7 @@ pub(crate) enum StatPart {
 impl Metric {
     /// The metric of a path, if it names a numeric field of the contract.
     pub(crate) fn parse(path: &str) -> Option<Metric> {
-        if let Some(index) = COUNTS.iter().position(|(name, _)| *name == path) {
+        if let Some(index) = COUNT_FIELDS.iter().position(|(name, _)| *name == path) {
             return Some(Metric::Count(index));
         }
         match path {
@@ -124,10 +100,10 @@ impl Metric {
         if docs.is_empty() {
             return None;
         }
-        let sum = |field: CountFn| docs.iter().map(|doc| field(doc)).sum::<u64>() as f64;
+        let sum = |field: fn(&RollupDoc) -> u64| docs.iter().map(|doc| field(doc)).sum::<u64>() as f64;
         let ratio = |numerator: f64, denominator: f64| (denominator > 0.0).then(|| numerator / denominator);
         match self {
-            Metric::Count(index) => Some(sum(COUNTS[index].1)),
+            Metric::Count(index) => Some(sum(COUNT_FIELDS[index].1)),
             Metric::StallRatio => {
                 let stall = sum(|d| d.stall_ms);
                 ratio(stall, stall + sum(|d| d.watch_ms))

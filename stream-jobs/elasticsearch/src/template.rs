@@ -10,29 +10,6 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{EsConfig, Retention};
 
-/// Counts and sums of [`qoe_rollup::RollupDoc`]: `long`.
-const LONG_FIELDS: &[&str] = &[
-    "play_starts",
-    "first_frames",
-    "play_ends",
-    "ebvs",
-    "fatal_errors",
-    "business_errors",
-    "joins",
-    "leaves",
-    "active_sessions",
-    "httpdns_first_frames",
-    "resolved_first_frames",
-    "watch_ms",
-    "stall_ms",
-    "stall_count",
-    "stalled_sessions",
-    "startup_skip_sessions",
-    "dropped_frames",
-    "push_stall_ms",
-    "push_dropped_frames",
-];
-
 /// Ratios and rates: `double`.
 const DOUBLE_FIELDS: &[&str] = &["httpdns_share", "stall_ratio", "stalls_per_hour"];
 
@@ -80,7 +57,8 @@ pub fn rollup_mappings() -> Value {
     for name in KEYWORD_FIELDS {
         properties.insert(name.to_string(), json!({"type": "keyword"}));
     }
-    for name in LONG_FIELDS {
+    // Counts and sums of the document: `long`.
+    for (name, _) in qoe_rollup::COUNT_FIELDS {
         properties.insert(name.to_string(), json!({"type": "long"}));
     }
     for name in DOUBLE_FIELDS {

@@ -109,6 +109,33 @@ pub struct Hist {
     pub counts: Vec<u64>,
 }
 
+/// A count or sum field of [`RollupDoc`]: always present, added when documents are merged.
+pub type CountField = (&'static str, fn(&RollupDoc) -> u64);
+
+/// Every count and sum field of [`RollupDoc`], by its JSON name (Elasticsearch maps them as `long`;
+/// alert rules and dashboards add them across documents).
+pub const COUNT_FIELDS: &[CountField] = &[
+    ("play_starts", |d| d.play_starts),
+    ("first_frames", |d| d.first_frames),
+    ("play_ends", |d| d.play_ends),
+    ("ebvs", |d| d.ebvs),
+    ("fatal_errors", |d| d.fatal_errors),
+    ("business_errors", |d| d.business_errors),
+    ("joins", |d| d.joins),
+    ("leaves", |d| d.leaves),
+    ("active_sessions", |d| d.active_sessions),
+    ("httpdns_first_frames", |d| d.httpdns_first_frames),
+    ("resolved_first_frames", |d| d.resolved_first_frames),
+    ("watch_ms", |d| d.watch_ms),
+    ("stall_ms", |d| d.stall_ms),
+    ("stall_count", |d| d.stall_count),
+    ("stalled_sessions", |d| d.stalled_sessions),
+    ("startup_skip_sessions", |d| d.startup_skip_sessions),
+    ("dropped_frames", |d| d.dropped_frames),
+    ("push_stall_ms", |d| d.push_stall_ms),
+    ("push_dropped_frames", |d| d.push_dropped_frames),
+];
+
 /// One rollup document v1. Field meanings: `docs/metrics.md`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

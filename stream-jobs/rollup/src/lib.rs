@@ -37,7 +37,9 @@ mod accumulator;
 pub mod doc;
 pub mod engine;
 
-pub use doc::{doc_id, Grain, Hist, RollupDoc, Stats, ROLLUPS_TOPIC, ROLLUP_VERSION, UNKNOWN};
+pub use doc::{
+    doc_id, CountField, Grain, Hist, RollupDoc, Stats, COUNT_FIELDS, ROLLUPS_TOPIC, ROLLUP_VERSION, UNKNOWN,
+};
 pub use engine::{Checkpoint, Emission, Engine, EngineConfig, EngineStats, Offer, PartitionCheckpoint};
 
 /// What the rollup core refuses.
