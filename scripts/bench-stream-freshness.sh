@@ -20,14 +20,7 @@ mkdir -p "$work"
 run_id="$(date +%s)"
 topic="bench.fresh.$run_id"
 
-# QOE_BIN: a qoe binary built beforehand (the shared target directory's one can be rebuilt mid-run).
-if [ -n "${QOE_BIN:-}" ]; then
-  qoe="$QOE_BIN"
-else
-  step "build (release)"
-  cargo build --release --locked -p qoe-cli
-  qoe="$CARGO_TARGET_DIR/release/qoe"
-fi
+release_qoe
 
 if [ -z "${KAFKA_BROKERS:-}" ]; then step "broker"; start_tansu; fi
 

@@ -14,14 +14,7 @@ beacons="${1:-400000}"
 work="${BENCH_WORK:-$(mktemp -d)}"
 mkdir -p "$work"
 
-# QOE_BIN: a qoe binary built beforehand (the shared target directory's one can be rebuilt mid-run).
-if [ -n "${QOE_BIN:-}" ]; then
-  qoe="$QOE_BIN"
-else
-  step "build (release)"
-  cargo build --release --locked -p qoe-cli
-  qoe="$CARGO_TARGET_DIR/release/qoe"
-fi
+release_qoe
 
 measure() { /usr/bin/time -f "%M" -o "$work/time" "$@" >/dev/null; cat "$work/time"; }
 median() { python3 -c "import statistics, sys; print(int(statistics.median(float(x) for x in sys.argv[1:])))" "$@"; }

@@ -11,6 +11,18 @@ TANSU_BIN="$TANSU_ROOT/bin/tansu"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Sets `qoe` to the release binary: QOE_BIN if given (a binary built beforehand: the shared target
+# directory's one can be rebuilt mid-run), else a release build of this checkout.
+release_qoe() {
+  if [ -n "${QOE_BIN:-}" ]; then
+    qoe="$QOE_BIN"
+  else
+    step "build (release)"
+    cargo build --release --locked -p qoe-cli
+    qoe="$CARGO_TARGET_DIR/release/qoe"
+  fi
+}
+
 # Test executables of earlier runs in the shared target directory: each run links new ones of about
 # 1 GB (DataFusion with debug info), which would fill the disk after a few runs. Deleting those older
 # than an hour costs a relink when their crate has not changed.
