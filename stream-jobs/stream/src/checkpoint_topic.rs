@@ -60,7 +60,7 @@ struct CheckpointRecord {
 pub(crate) struct CheckpointStore {
     producer: KafkaOutput,
     /// The last save's number.
-    seq: std::cell::Cell<u64>,
+    seq: u64,
     checkpoint_topic: String,
     group_id: String,
     input_topic: String,
@@ -91,8 +91,20 @@ impl CheckpointStore {
             client.set(key, value);
         }
         client.set("bootstrap.servers", brokers);
-        let partitions = ensure_topic(&client, checkpoint_topic)?;
-        let newest = read_newest(&client, checkpoint_topic, &partitions, group_id)?;
+        let mut reader_config = client.clone();
+        // librdkafka wants a group id to assign partitions; the reader never joins it nor commits.
+        reader_config
+            .set("group.id", format!("{group_id}.checkpoint-reader"))
+            .set("enable.auto.commit", "false")
+            // A low watermark gone by the time it is fetched (retention, DeleteRecords): read from
+            // the new start, never skip to the end.
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "true");
+        let reader: BaseConsumer = reader_config
+            .create()
+            .map_err(|error| kafka_error("creating the checkpoint reader", error))?;
+        let partitions = ensure_topic(&client, &reader, checkpoint_topic)?;
+        let newest = read_newest(&reader, checkpoint_topic, &partitions, group_id)?;
         let seq = newest.as_ref().map_or(0, |record| record.seq);
         let restored = match newest {
             None => None,
@@ -110,7 +122,7 @@ impl CheckpointStore {
         let producer = KafkaOutput::new(brokers, checkpoint_topic, options)?;
         let store = CheckpointStore {
             producer,
-            seq: std::cell::Cell::new(seq),
+            seq,
             checkpoint_topic: checkpoint_topic.to_string(),
             group_id: group_id.to_string(),
             input_topic: input_topic.to_string(),
@@ -119,8 +131,8 @@ impl CheckpointStore {
     }
 
     /// Writes `checkpoint` as the group's newest record and waits for the broker's acknowledgement.
-    pub(crate) fn save(&self, checkpoint: &Checkpoint) -> Result<(), StreamError> {
-        let seq = self.seq.get() + 1;
+    pub(crate) fn save(&mut self, checkpoint: &Checkpoint) -> Result<(), StreamError> {
+        let seq = self.seq + 1;
         let record = CheckpointRecord {
             v: 1,
             seq,
@@ -132,18 +144,15 @@ impl CheckpointStore {
         self.producer
             .send_all(vec![(self.group_id.clone(), payload)])
             .map_err(|error| kafka_error(&format!("saving the checkpoint to {}", self.checkpoint_topic), error))?;
-        self.seq.set(seq);
+        self.seq = seq;
         Ok(())
     }
 }
 
 /// The partitions of `topic`, creating it (one partition, `cleanup.policy=compact`, three replicas or
 /// one per broker if there are fewer) when it does not exist.
-fn ensure_topic(client: &ClientConfig, topic: &str) -> Result<Vec<i32>, StreamError> {
-    let consumer: BaseConsumer = client
-        .create()
-        .map_err(|error| kafka_error("creating the checkpoint reader", error))?;
-    if let Some(partitions) = topic_partitions(&consumer, topic)? {
+fn ensure_topic(client: &ClientConfig, consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, StreamError> {
+    if let Some(partitions) = topic_partitions(consumer, topic)? {
         return Ok(partitions);
     }
     let admin: AdminClient<DefaultClientContext> = client
@@ -179,7 +188,7 @@ fn ensure_topic(client: &ClientConfig, topic: &str) -> Result<Vec<i32>, StreamEr
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(partitions) = topic_partitions(&consumer, topic)? {
+        if let Some(partitions) = topic_partitions(consumer, topic)? {
             return Ok(partitions);
         }
         if Instant::now() > deadline {
@@ -192,7 +201,7 @@ fn ensure_topic(client: &ClientConfig, topic: &str) -> Result<Vec<i32>, StreamEr
 }
 
 /// The partitions of `topic`, or `None` when the broker does not know it.
-fn topic_partitions(consumer: &BaseConsumer, topic: &str) -> Result<Option<Vec<i32>>, StreamError> {
+pub(crate) fn topic_partitions(consumer: &BaseConsumer, topic: &str) -> Result<Option<Vec<i32>>, StreamError> {
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(30))
         .map_err(|error| kafka_error(&format!("metadata of {topic:?}"), error))?;
@@ -208,23 +217,11 @@ fn topic_partitions(consumer: &BaseConsumer, topic: &str) -> Result<Option<Vec<i
 /// Reads every partition of the checkpoint topic to its end and returns the newest record with key
 /// `group_id`.
 fn read_newest(
-    client: &ClientConfig,
+    consumer: &BaseConsumer,
     topic: &str,
     partitions: &[i32],
     group_id: &str,
 ) -> Result<Option<CheckpointRecord>, StreamError> {
-    let mut reader_config = client.clone();
-    // librdkafka wants a group id to assign partitions; the reader never joins it nor commits.
-    reader_config
-        .set("group.id", format!("{group_id}.checkpoint-reader"))
-        .set("enable.auto.commit", "false")
-        // A low watermark gone by the time it is fetched (retention, DeleteRecords): read from the
-        // new start, never skip to the end.
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true");
-    let consumer: BaseConsumer = reader_config
-        .create()
-        .map_err(|error| kafka_error("creating the checkpoint reader", error))?;
     let mut assignment = TopicPartitionList::new();
     let mut unread = BTreeMap::new();
     for partition in partitions {

@@ -23,8 +23,8 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint_topic::CheckpointStore;
 pub use crate::checkpoint_topic::CHECKPOINT_TOPIC;
+use crate::checkpoint_topic::{topic_partitions, CheckpointStore};
 use crate::driver::{now_ms, Driver, StreamReport};
 use crate::metrics::Metrics;
 use crate::output::Output;
@@ -145,22 +145,13 @@ pub fn run_kafka(
     let consumer: BaseConsumer = client
         .create()
         .map_err(|error| kafka_error("creating the consumer", error))?;
-    let metadata = consumer
-        .fetch_metadata(Some(&input.topic), REQUEST_TIMEOUT)
-        .map_err(|error| kafka_error(&format!("topic {:?}", input.topic), error))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|topic| topic.name() == input.topic && topic.error().is_none())
-        .flat_map(|topic| topic.partitions().iter().map(|partition| partition.id()))
-        .collect();
-    if partitions.is_empty() {
+    let Some(partitions) = topic_partitions(&consumer, &input.topic)? else {
         return Err(StreamError::Kafka(format!(
             "topic {:?} does not exist or has no partitions (create it with `qoe topics create`)",
             input.topic
         )));
-    }
-    let (store, restored) = CheckpointStore::open(
+    };
+    let (mut store, restored) = CheckpointStore::open(
         &input.brokers,
         &input.options,
         &input.checkpoint_topic,
