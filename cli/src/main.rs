@@ -21,10 +21,13 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc instead of the system allocator: the collector allocates and frees a few dozen small
-/// strings per beacon, and glibc's malloc was about a sixth of its CPU profile (BENCHMARKS.md).
+/// jemalloc instead of the system allocator. The collector allocates and frees a few dozen small
+/// strings per beacon, and glibc's malloc was about a sixth of its CPU profile; the batch job and the
+/// reports free and reallocate large column buffers, and jemalloc keeps freed pages for seconds
+/// (`dirty_decay_ms`) where mimalloc returned them to the kernel after 10 ms, so the kernel zeroed them
+/// again on the next allocation (a fifth of the report's CPU). BENCHMARKS.md has the numbers.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// qoe-pipeline: live-video quality beacons to minute-level alerts and long-horizon CDN reports.
 #[derive(Debug, Parser)]
