@@ -1,18 +1,19 @@
 //! Beacons to Arrow record batches that follow the published schemas of [`qoe_schemas::tables`].
 //!
 //! Each column is filled by an accessor chosen once per column (a function pointer), so appending a
-//! beacon costs one call per cell and no name lookups. A [`TableBuffer`] is sorted once, when it is
-//! flushed, by a permutation over integer ranks of the key columns.
+//! beacon costs one call per cell and no name lookups. Beacons are appended on the thread that parsed
+//! them ([`TableBuffer`], unsorted); a partition's rows for a flush ([`PartitionRows`]) are those
+//! batches with the rows the job accepted, sorted and gathered once, when it is flushed, by a
+//! permutation over integer ranks of the key columns.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanBuilder, Float64Builder, Int64Builder, MapBuilder, StringArray, StringBuilder,
-    TimestampMillisecondBuilder, UInt32Array,
+    TimestampMillisecondBuilder,
 };
-use arrow::compute::take_record_batch;
-use arrow::datatypes::{Int64Type, SchemaRef};
+use arrow::datatypes::Int64Type;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use qoe_schemas::tables::{self, ColumnType, Table};
@@ -181,17 +182,22 @@ impl std::fmt::Debug for TableBuffer {
 
 /// Rows a column builder has room for before it first grows: small, because a flush can hold many
 /// partitions of a few late beacons each, and the builders double as they fill.
-const INITIAL_ROWS: usize = 256;
+pub(crate) const INITIAL_ROWS: usize = 256;
 
 impl TableBuffer {
     /// An empty buffer for `table`, one of the beacon tables.
     pub(crate) fn new(table: Table) -> Result<Self, ArrowError> {
+        Self::with_capacity(table, INITIAL_ROWS)
+    }
+
+    /// An empty buffer for `table` with room for `rows` rows before it first grows.
+    pub(crate) fn with_capacity(table: Table, rows: usize) -> Result<Self, ArrowError> {
         let mut columns = Vec::new();
         for (name, column_type, _) in tables::columns(table) {
             let Some(get) = accessor(name) else {
                 return Err(ArrowError::SchemaError(format!("column {name:?} is no beacon field")));
             };
-            columns.push((get, ColumnBuilder::new(column_type, INITIAL_ROWS)));
+            columns.push((get, ColumnBuilder::new(column_type, rows)));
         }
         Ok(TableBuffer {
             table,
@@ -214,59 +220,184 @@ impl TableBuffer {
         self.rows
     }
 
-    /// The record batch of the buffered rows, sorted by the table's published sort key (rows equal in
-    /// the key keep the order they were appended in).
-    pub(crate) fn finish_sorted(self) -> Result<RecordBatch, ArrowError> {
-        let schema: SchemaRef = tables::schema(self.table);
+    /// The record batch of the buffered rows, in the order they were appended.
+    pub(crate) fn finish(self) -> Result<RecordBatch, ArrowError> {
         let arrays = self.columns.into_iter().map(|(_, builder)| builder.finish()).collect();
-        let batch = RecordBatch::try_new(schema, arrays)?;
-        let order = sort_order(self.table, &batch)?;
-        take_record_batch(&batch, &order)
+        RecordBatch::try_new(tables::schema(self.table), arrays)
     }
 }
 
-/// Row indices of `batch` in the order of the table's sort key: `cdn` (nulls first; `play` only), then
-/// `room_id`, `session_id`, `seq`, then position. Strings are compared through their rank among the
-/// column's distinct values, so the sort compares integers, not strings.
-fn sort_order(table: Table, batch: &RecordBatch) -> Result<UInt32Array, ArrowError> {
-    let text = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|array| array.as_string_opt::<i32>())
-            .ok_or_else(|| ArrowError::SchemaError(format!("sort column {name:?} missing or mistyped")))
-    };
-    let seqs = batch
-        .column_by_name("seq")
-        .and_then(|array| array.as_primitive_opt::<Int64Type>())
-        .ok_or_else(|| ArrowError::SchemaError("sort column \"seq\" missing or mistyped".to_string()))?;
-    let cdn_ranks = match table {
-        Table::Play => ranks(text("cdn")?),
-        _ => vec![0; batch.num_rows()],
-    };
-    let room_ranks = ranks(text("room_id")?);
-    let session_ranks = ranks(text("session_id")?);
-    let rows = u32::try_from(batch.num_rows())
-        .map_err(|_| ArrowError::ComputeError(format!("{} rows do not fit one batch", batch.num_rows())))?;
-    let mut keys: Vec<(u32, u32, u32, i64, u32)> = (0..rows)
-        .map(|row| {
-            let at = row as usize;
-            (cdn_ranks[at], room_ranks[at], session_ranks[at], seqs.value(at), row)
-        })
-        .collect();
-    keys.sort_unstable();
-    Ok(keys.into_iter().map(|key| key.4).collect())
+/// The rows of one beacon-table partition waiting for a flush: record batches of parsed beacons with
+/// the rows of each the job accepted (in arrival order), and a buffer for beacons offered one at a
+/// time, appended after them.
+pub(crate) struct PartitionRows {
+    table: Table,
+    segments: Vec<(RecordBatch, Vec<u32>)>,
+    open: Option<TableBuffer>,
+    rows: usize,
 }
 
-/// Each row's rank among the distinct values of `array` in byte order, from 1; 0 for null.
-fn ranks(array: &StringArray) -> Vec<u32> {
-    let mut ids: HashMap<&str, u32, foldhash::fast::RandomState> = HashMap::default();
-    let row_ids: Vec<u32> = (0..array.len())
-        .map(|row| {
-            if array.is_null(row) {
-                return u32::MAX;
+impl std::fmt::Debug for PartitionRows {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("PartitionRows")
+            .field("table", &self.table)
+            .field("segments", &self.segments.len())
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionRows {
+    /// No rows yet, of `table`, one of the beacon tables.
+    pub(crate) fn new(table: Table) -> Self {
+        PartitionRows {
+            table,
+            segments: Vec::new(),
+            open: None,
+            rows: 0,
+        }
+    }
+
+    /// Appends one beacon of the table's family.
+    pub(crate) fn push(&mut self, beacon: &Beacon) -> Result<(), ArrowError> {
+        let open = match &mut self.open {
+            Some(open) => open,
+            None => self.open.insert(TableBuffer::new(self.table)?),
+        };
+        open.push(beacon)?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Appends the rows `rows` (ascending) of `batch`, a batch of this table's schema.
+    pub(crate) fn add(&mut self, batch: RecordBatch, rows: Vec<u32>) -> Result<(), ArrowError> {
+        self.close_open()?;
+        self.rows += rows.len();
+        self.segments.push((batch, rows));
+        Ok(())
+    }
+
+    fn close_open(&mut self) -> Result<(), ArrowError> {
+        if let Some(open) = self.open.take() {
+            let rows = u32::try_from(open.rows())
+                .map_err(|_| ArrowError::ComputeError(format!("{} rows do not fit one batch", open.rows())))?;
+            self.segments.push((open.finish()?, (0..rows).collect()));
+        }
+        Ok(())
+    }
+
+    /// Rows held.
+    #[cfg(test)]
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The rows in the order of the table's published sort key (rows equal in the key keep their
+    /// arrival order), to be gathered column by column.
+    pub(crate) fn into_sorted(mut self) -> Result<SortedRows, ArrowError> {
+        self.close_open()?;
+        let order = sort_order(self.table, &self.segments)?;
+        let batches = self.segments.into_iter().map(|(batch, _)| batch).collect();
+        Ok(SortedRows {
+            table: self.table,
+            batches,
+            order,
+        })
+    }
+
+    /// One record batch of the rows, sorted (see [`PartitionRows::into_sorted`]).
+    #[cfg(test)]
+    pub(crate) fn finish_sorted(self) -> Result<RecordBatch, ArrowError> {
+        let sorted = self.into_sorted()?;
+        if sorted.batches.is_empty() {
+            return Ok(RecordBatch::new_empty(tables::schema(sorted.table)));
+        }
+        let batches: Vec<&RecordBatch> = sorted.batches.iter().collect();
+        arrow::compute::interleave_record_batch(&batches, &sorted.order)
+    }
+}
+
+/// A partition's rows in sort order: which (batch, row) comes next, and the batches.
+pub(crate) struct SortedRows {
+    table: Table,
+    batches: Vec<RecordBatch>,
+    order: Vec<(usize, usize)>,
+}
+
+impl SortedRows {
+    /// The beacon table.
+    pub(crate) fn table(&self) -> Table {
+        self.table
+    }
+
+    /// Rows.
+    pub(crate) fn rows(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Column `column` (by schema position) of the sorted rows `range`.
+    pub(crate) fn column(&self, column: usize, range: std::ops::Range<usize>) -> Result<ArrayRef, ArrowError> {
+        let arrays: Vec<&dyn Array> = self.batches.iter().map(|batch| batch.column(column).as_ref()).collect();
+        arrow::compute::interleave(&arrays, &self.order[range])
+    }
+}
+
+/// The string column `name` of `batch`.
+fn text<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray, ArrowError> {
+    batch
+        .column_by_name(name)
+        .and_then(|array| array.as_string_opt::<i32>())
+        .ok_or_else(|| ArrowError::SchemaError(format!("sort column {name:?} missing or mistyped")))
+}
+
+/// The chosen rows of `segments` as (segment, row) in the order of the table's sort key: `cdn` (nulls
+/// first; `play` only), then `room_id`, `session_id`, `seq`, then arrival order. Strings are compared
+/// through their rank among the distinct values, so the sort compares integers, not strings.
+fn sort_order(table: Table, segments: &[(RecordBatch, Vec<u32>)]) -> Result<Vec<(usize, usize)>, ArrowError> {
+    let total: usize = segments.iter().map(|(_, rows)| rows.len()).sum();
+    let by_cdn = table == Table::Play;
+    let (mut cdns, mut rooms, mut sessions) = (Vec::new(), Vec::with_capacity(total), Vec::with_capacity(total));
+    let mut seqs = Vec::with_capacity(total);
+    let mut places = Vec::with_capacity(total);
+    for (segment, (batch, rows)) in segments.iter().enumerate() {
+        let cdn = if by_cdn { Some(text(batch, "cdn")?) } else { None };
+        let room = text(batch, "room_id")?;
+        let session = text(batch, "session_id")?;
+        let seq = batch
+            .column_by_name("seq")
+            .and_then(|array| array.as_primitive_opt::<Int64Type>())
+            .ok_or_else(|| ArrowError::SchemaError("sort column \"seq\" missing or mistyped".to_string()))?;
+        for &row in rows {
+            let at = row as usize;
+            if let Some(cdn) = cdn {
+                cdns.push(cdn.is_valid(at).then(|| cdn.value(at)));
             }
+            rooms.push(room.is_valid(at).then(|| room.value(at)));
+            sessions.push(session.is_valid(at).then(|| session.value(at)));
+            seqs.push(seq.value(at));
+            places.push((segment, at));
+        }
+    }
+    let cdn_ranks = if by_cdn { ranks(&cdns) } else { vec![0; total] };
+    let room_ranks = ranks(&rooms);
+    let session_ranks = ranks(&sessions);
+    let mut keys: Vec<(u32, u32, u32, i64, usize)> = (0..total)
+        .map(|at| (cdn_ranks[at], room_ranks[at], session_ranks[at], seqs[at], at))
+        .collect();
+    keys.sort_unstable();
+    Ok(keys.into_iter().map(|key| places[key.4]).collect())
+}
+
+/// Each value's rank among the distinct values in byte order, from 1; 0 for null.
+fn ranks(values: &[Option<&str>]) -> Vec<u32> {
+    let mut ids: HashMap<&str, u32, foldhash::fast::RandomState> = HashMap::default();
+    let value_ids: Vec<u32> = values
+        .iter()
+        .map(|value| {
+            let Some(value) = value else { return u32::MAX };
             let next = u32::try_from(ids.len()).unwrap_or(u32::MAX - 1);
-            *ids.entry(array.value(row)).or_insert(next)
+            *ids.entry(value).or_insert(next)
         })
         .collect();
     let mut distinct: Vec<(&str, u32)> = ids.into_iter().collect();
@@ -275,7 +406,7 @@ fn ranks(array: &StringArray) -> Vec<u32> {
     for (rank, (_, id)) in distinct.iter().enumerate() {
         rank_of_id[*id as usize] = u32::try_from(rank + 1).unwrap_or(u32::MAX);
     }
-    row_ids
+    value_ids
         .into_iter()
         .map(|id| if id == u32::MAX { 0 } else { rank_of_id[id as usize] })
         .collect()
@@ -301,9 +432,9 @@ mod tests {
             ..Default::default()
         };
         for table in [Table::Play, Table::Push, Table::Room] {
-            let mut buffer = TableBuffer::new(table).unwrap();
-            buffer.push(&beacon).unwrap();
-            let batch = buffer.finish_sorted().unwrap();
+            let mut rows = PartitionRows::new(table);
+            rows.push(&beacon).unwrap();
+            let batch = rows.finish_sorted().unwrap();
             assert_eq!(batch.schema(), tables::schema(table));
             assert_eq!(batch.num_rows(), 1);
         }
@@ -331,12 +462,32 @@ mod tests {
             });
         }
         for table in [Table::Play, Table::Room] {
-            let mut buffer = TableBuffer::new(table).unwrap();
-            for beacon in &beacons {
-                buffer.push(beacon).unwrap();
+            // Three parsed batches with some of their rows accepted, beacons offered one by one, and a
+            // parsed batch with all its rows accepted.
+            let mut rows = PartitionRows::new(table);
+            let mut accepted = Vec::new();
+            for part in beacons[..300].chunks(100) {
+                let mut buffer = TableBuffer::new(table).unwrap();
+                for beacon in part {
+                    buffer.push(beacon).unwrap();
+                }
+                let kept: Vec<u32> = (0..100).filter(|row| row % 3 != 1).collect();
+                accepted.extend(kept.iter().map(|row| &part[*row as usize]));
+                rows.add(buffer.finish().unwrap(), kept).unwrap();
             }
-            let batch = buffer.finish_sorted().unwrap();
-            let mut expected: Vec<&Beacon> = beacons.iter().collect();
+            for beacon in &beacons[300..350] {
+                rows.push(beacon).unwrap();
+                accepted.push(beacon);
+            }
+            let mut last = TableBuffer::new(table).unwrap();
+            for beacon in &beacons[350..] {
+                last.push(beacon).unwrap();
+                accepted.push(beacon);
+            }
+            rows.add(last.finish().unwrap(), (0..50).collect()).unwrap();
+            assert_eq!(rows.rows(), accepted.len());
+            let batch = rows.finish_sorted().unwrap();
+            let mut expected = accepted;
             match table {
                 Table::Play => expected.sort_by_key(|b| (b.cdn.as_deref(), &b.room_id, &b.session_id, b.seq)),
                 _ => expected.sort_by_key(|b| (&b.room_id, &b.session_id, b.seq)),

@@ -11,7 +11,6 @@
 //! - a play beacon joins its session's existing `play_sessions` row when that row starts at or after
 //!   `w - session_horizon`, else it starts a new row (sessions longer than the horizon are cut).
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -19,13 +18,19 @@ use std::time::{Duration, Instant};
 use arrow::array::{AsArray, Int64Array, TimestampMillisecondArray};
 use qoe_schemas::tables::Table;
 use qoe_schemas::{Beacon, Family, FieldError};
-use xxhash_rust::xxh3::xxh3_128_with_seed;
+use xxhash_rust::xxh3::{xxh3_128, xxh3_128_with_seed};
 
-use crate::columns::TableBuffer;
+use arrow::record_batch::RecordBatch;
+
+use crate::columns::PartitionRows;
+use crate::encode::encode_partitions;
 use crate::metrics::Metrics;
+use crate::parse::Placed;
 use crate::sessions::{rows_from_batch, sessions_batch, SessionRow, ATTRIBUTES};
 use crate::warehouse::{self, Manifest, Move, Warehouse, HOUR_MS};
 use crate::BatchError;
+
+mod files;
 
 /// Settings of the batch job.
 #[derive(Debug, Clone)]
@@ -94,6 +99,9 @@ struct SessionSlot {
 /// random per process).
 type Hasher = foldhash::fast::RandomState;
 
+/// Accepted play beacons folded into one partial row per (session key, row generation).
+type Partials = HashMap<u128, Vec<(u32, SessionRow)>, Hasher>;
+
 /// The row tag of a buffered beacon that is not folded into `play_sessions`.
 const NOT_FOLDED: u32 = u32::MAX;
 
@@ -104,17 +112,43 @@ struct SourceState {
     committed_seq: u64,
     watermark_ms: i64,
     dedup: HashMap<u128, i64, Hasher>,
-    sessions: HashMap<String, SessionSlot, Hasher>,
-    /// Accepted beacons, as columns of their (table, event hour) partition.
-    tables: BTreeMap<(Table, i64), TableBuffer>,
+    /// By session key.
+    sessions: HashMap<u128, SessionSlot, Hasher>,
+    /// Accepted beacons, as rows of their (table, event hour) partition.
+    tables: BTreeMap<(Table, i64), PartitionRows>,
+    /// The parsed block being offered: its batches, and the rows of each accepted since the last flush.
+    block: Option<OpenBlock>,
     /// Accepted play beacons folded into one partial row per (session, row generation).
-    partials: HashMap<String, Vec<(u32, SessionRow)>, Hasher>,
+    partials: Partials,
     /// Accepted beacons not flushed yet.
     buffered: usize,
     first_offset: Option<i64>,
     last_offset: Option<i64>,
     oldest: Option<Instant>,
     fingerprint: Option<String>,
+}
+
+/// A parsed block's batches, and the rows of each accepted and not yet handed to the partitions.
+#[derive(Debug)]
+struct OpenBlock {
+    batches: Vec<((Table, i64), RecordBatch)>,
+    accepted: Vec<Vec<u32>>,
+}
+
+impl OpenBlock {
+    /// Hands the rows accepted so far to their partitions (before a flush, and at the block's end).
+    fn settle(&mut self, tables: &mut BTreeMap<(Table, i64), PartitionRows>) -> Result<(), BatchError> {
+        for ((key, batch), rows) in self.batches.iter().zip(&mut self.accepted) {
+            if rows.is_empty() {
+                continue;
+            }
+            let partition = tables.entry(*key).or_insert_with(|| PartitionRows::new(key.0));
+            partition
+                .add(batch.clone(), std::mem::take(rows))
+                .map_err(arrow_error)?;
+        }
+        Ok(())
+    }
 }
 
 /// Counts of what a flush committed.
@@ -146,6 +180,28 @@ fn dedup_key(session_id: &str, seq: u64) -> u128 {
     xxh3_128_with_seed(session_id.as_bytes(), seq)
 }
 
+/// The key of a session in the job's maps: a 128-bit hash of its id (collisions are out of reach), so
+/// that the maps compare integers, not strings.
+fn session_key(session_id: &str) -> u128 {
+    xxh3_128(session_id.as_bytes())
+}
+
+/// A beacon's keys in the job's maps, computed where it was parsed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Keys {
+    dedup: u128,
+    session: u128,
+}
+
+impl Keys {
+    pub(crate) fn of(beacon: &Beacon) -> Keys {
+        Keys {
+            dedup: dedup_key(&beacon.session_id, beacon.seq),
+            session: session_key(&beacon.session_id),
+        }
+    }
+}
+
 /// Index of `cdn` in [`SessionRow::attributes`], the first sort column of `play_sessions`.
 const CDN_ATTRIBUTE: usize = 8;
 const _: () = assert!(matches!(ATTRIBUTES[CDN_ATTRIBUTE].as_bytes(), b"cdn"));
@@ -172,11 +228,8 @@ fn arrow_error(error: arrow::error::ArrowError) -> BatchError {
 }
 
 /// Folds an accepted play beacon into its (session, generation) partial row.
-fn fold(partials: &mut HashMap<String, Vec<(u32, SessionRow)>, Hasher>, beacon: &Beacon, generation: u32) {
-    let rows = match partials.get_mut(beacon.session_id.as_str()) {
-        Some(rows) => rows,
-        None => partials.entry(beacon.session_id.clone()).or_default(),
-    };
+fn fold(partials: &mut Partials, session: u128, beacon: &Beacon, generation: u32) {
+    let rows = partials.entry(session).or_default();
     match rows
         .iter_mut()
         .find(|(row_generation, _)| *row_generation == generation)
@@ -186,72 +239,26 @@ fn fold(partials: &mut HashMap<String, Vec<(u32, SessionRow)>, Hasher>, beacon: 
     }
 }
 
-/// One beacon file of a flush, encoded: its (table, hour), rows, and Parquet bytes.
-type Encoded = ((Table, i64), u64, Vec<u8>);
-
-/// Sorts and encodes the beacon files of a flush on as many threads as there are cores (largest
-/// first); returns them in the order of `tables`. Encoding does no IO: the files are written, one
-/// step each, by the caller.
-fn encode_tables(tables: BTreeMap<(Table, i64), TableBuffer>) -> Result<Vec<Encoded>, BatchError> {
-    let encode = |(key, columns): ((Table, i64), TableBuffer)| -> Result<Encoded, BatchError> {
-        let rows = columns.rows() as u64;
-        let batch = columns.finish_sorted().map_err(arrow_error)?;
-        Ok((key, rows, warehouse::encode_parquet(key.0, &batch)?))
-    };
-    let workers = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(tables.len());
-    if workers <= 1 {
-        return tables.into_iter().map(encode).collect();
-    }
-    let files = tables.len();
-    let mut by_size: Vec<(usize, (Table, i64), TableBuffer)> = tables
-        .into_iter()
-        .enumerate()
-        .map(|(index, (key, columns))| (index, key, columns))
-        .collect();
-    by_size.sort_by_key(|(_, _, columns)| std::cmp::Reverse(columns.rows()));
-    let queue = std::sync::Mutex::new(by_size.into_iter());
-    let next = || queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).next();
-    let mut done: Vec<(usize, Result<Encoded, BatchError>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut encoded = Vec::new();
-                    while let Some((index, key, columns)) = next() {
-                        encoded.push((index, encode((key, columns))));
-                    }
-                    encoded
-                })
-            })
-            .collect();
-        let mut done = Vec::with_capacity(files);
-        for handle in handles {
-            match handle.join() {
-                Ok(encoded) => done.extend(encoded),
-                Err(panic) => {
-                    let message = panic
-                        .downcast_ref::<&str>()
-                        .map(|text| text.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
-                    return Err(BatchError::Join(format!(
-                        "a Parquet encoding thread panicked: {message}"
-                    )));
-                }
-            }
-        }
-        Ok(done)
-    })?;
-    if done.len() != files {
-        return Err(BatchError::Join(format!("{} of {files} files encoded", done.len())));
-    }
-    done.sort_by_key(|(index, _)| *index);
-    done.into_iter().map(|(_, encoded)| encoded).collect()
-}
-
 fn hour_of(time_ms: i64) -> i64 {
     time_ms.div_euclid(HOUR_MS) * HOUR_MS
+}
+
+/// A beacon's event time, epoch ms.
+fn event_time_of(beacon: &Beacon) -> i64 {
+    i64::try_from(beacon.event_time_ms()).unwrap_or(i64::MAX)
+}
+
+/// The (table, event hour) partition of a beacon.
+pub(crate) fn partition_of(beacon: &Beacon) -> (Table, i64) {
+    (Table::of_family(beacon.kind.family()), hour_of(event_time_of(beacon)))
+}
+
+/// What the job made of a valid record.
+enum Admission {
+    /// Not buffered (already stored, or a duplicate).
+    Refused(Offer),
+    /// Accepted: buffer its row.
+    Accepted,
 }
 
 impl Job {
@@ -300,6 +307,7 @@ impl Job {
             dedup: HashMap::default(),
             sessions: HashMap::default(),
             tables: BTreeMap::new(),
+            block: None,
             partials: HashMap::default(),
             buffered: 0,
             first_offset: None,
@@ -314,86 +322,6 @@ impl Job {
         tracing::info!(source, next_offset, watermark_ms, "source opened");
         self.sources.insert(source.to_string(), state);
         Ok(next_offset)
-    }
-
-    /// Rebuilds the de-duplication set and the session index of a source from its committed files.
-    fn rebuild(&self, source: &str, state: &mut SourceState) -> Result<(), BatchError> {
-        let dedup_from = state.watermark_ms.saturating_sub(millis(self.config.dedup_horizon));
-        let data_prefix = format!("{source}.");
-        for table in [Table::Play, Table::Push, Table::Room] {
-            for path in self
-                .warehouse
-                .files_since(table, dedup_from, |name| name.starts_with(&data_prefix))?
-            {
-                for batch in warehouse::read_parquet(&path, &["session_id", "seq", "event_time"])? {
-                    // A projection keeps the file's column order: look columns up by name.
-                    let sessions = batch
-                        .column_by_name("session_id")
-                        .and_then(|array| array.as_string_opt::<i32>());
-                    let seqs = batch
-                        .column_by_name("seq")
-                        .and_then(|array| array.as_any().downcast_ref::<Int64Array>());
-                    let times = batch
-                        .column_by_name("event_time")
-                        .and_then(|array| array.as_any().downcast_ref::<TimestampMillisecondArray>());
-                    let (Some(sessions), Some(seqs), Some(times)) = (sessions, seqs, times) else {
-                        return Err(BatchError::Arrow(format!(
-                            "{}: unexpected column types",
-                            path.display()
-                        )));
-                    };
-                    for row in 0..batch.num_rows() {
-                        let time = times.value(row);
-                        if time < dedup_from {
-                            continue;
-                        }
-                        let seq = u64::try_from(seqs.value(row)).unwrap_or_default();
-                        state.dedup.insert(dedup_key(sessions.value(row), seq), time);
-                    }
-                }
-            }
-        }
-        let sessions_from = state.watermark_ms.saturating_sub(millis(self.config.session_horizon));
-        let sessions_name = Warehouse::sessions_file_name(source);
-        for path in self
-            .warehouse
-            .files_since(Table::PlaySessions, sessions_from, |name| name == sessions_name)?
-        {
-            for batch in warehouse::read_parquet(&path, &["session_id", "start_time"])? {
-                let sessions = batch
-                    .column_by_name("session_id")
-                    .and_then(|array| array.as_string_opt::<i32>());
-                let starts = batch
-                    .column_by_name("start_time")
-                    .and_then(|array| array.as_any().downcast_ref::<TimestampMillisecondArray>());
-                let (Some(sessions), Some(starts)) = (sessions, starts) else {
-                    return Err(BatchError::Arrow(format!(
-                        "{}: unexpected column types",
-                        path.display()
-                    )));
-                };
-                for row in 0..batch.num_rows() {
-                    let start_ms = starts.value(row);
-                    if start_ms < sessions_from {
-                        continue;
-                    }
-                    let slot = SessionSlot {
-                        current: RowPlace {
-                            generation: 0,
-                            start_ms,
-                            committed_start_ms: Some(start_ms),
-                        },
-                        prior: None,
-                    };
-                    // A session cut in two has two rows: the later one is current.
-                    let entry = state.sessions.entry(sessions.value(row).to_string()).or_insert(slot);
-                    if entry.current.start_ms < start_ms {
-                        *entry = slot;
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 
     /// The fingerprint of an open source: as committed, or as set for its next commit.
@@ -437,35 +365,119 @@ impl Job {
         offset: i64,
         parsed: Result<Box<Beacon>, FieldError>,
     ) -> Result<Offer, BatchError> {
+        if let Some(refused) = self.admit_offset(source, offset)? {
+            return Ok(refused);
+        }
+        let beacon = match parsed {
+            Ok(beacon) => beacon,
+            Err(error) => return Ok(self.reject(source, offset, error)),
+        };
+        if let Admission::Refused(offer) = self.accept(source, &beacon, Keys::of(&beacon))? {
+            return Ok(offer);
+        }
+        let state = self.state(source)?;
+        let key = partition_of(&beacon);
+        let partition = state.tables.entry(key).or_insert_with(|| PartitionRows::new(key.0));
+        partition.push(&beacon).map_err(arrow_error)?;
+        Ok(Offer::Accepted)
+    }
+
+    /// Starts offering the records of a block parsed on a worker thread ([`crate::parse`]): its
+    /// batches hold the rows of its valid beacons; [`Job::offer_placed`] keeps those accepted.
+    pub(crate) fn begin_block(
+        &mut self,
+        source: &str,
+        batches: Vec<((Table, i64), RecordBatch)>,
+    ) -> Result<(), BatchError> {
+        let state = self.state(source)?;
+        let accepted = vec![Vec::new(); batches.len()];
+        state.block = Some(OpenBlock { batches, accepted });
+        Ok(())
+    }
+
+    /// Offers one record of the block begun with [`Job::begin_block`], as [`Job::offer_parsed`] does.
+    pub(crate) fn offer_placed(
+        &mut self,
+        source: &str,
+        offset: i64,
+        parsed: Result<&Placed, &FieldError>,
+    ) -> Result<Offer, BatchError> {
+        if let Some(refused) = self.admit_offset(source, offset)? {
+            return Ok(refused);
+        }
+        let placed = match parsed {
+            Ok(placed) => placed,
+            Err(error) => return Ok(self.reject(source, offset, error.clone())),
+        };
+        if let Admission::Refused(offer) = self.accept(source, &placed.beacon, placed.keys)? {
+            return Ok(offer);
+        }
+        let state = self.state(source)?;
+        let Some(rows) = state
+            .block
+            .as_mut()
+            .and_then(|block| block.accepted.get_mut(placed.slot))
+        else {
+            return Err(BatchError::Arrow(format!(
+                "record at offset {offset} placed outside its block"
+            )));
+        };
+        rows.push(placed.row);
+        Ok(Offer::Accepted)
+    }
+
+    /// Ends the block begun with [`Job::begin_block`]: its accepted rows join their partitions.
+    pub(crate) fn end_block(&mut self, source: &str) -> Result<(), BatchError> {
+        let state = self.state(source)?;
+        if let Some(mut block) = state.block.take() {
+            block.settle(&mut state.tables)?;
+        }
+        Ok(())
+    }
+
+    fn state(&mut self, source: &str) -> Result<&mut SourceState, BatchError> {
+        self.sources
+            .get_mut(source)
+            .ok_or_else(|| BatchError::SourceNotOpen(source.to_string()))
+    }
+
+    /// The offset part of an offer: `Some` (already stored) for an offset before the source's resume
+    /// point or not after the last one offered; otherwise the offset joins the next flush.
+    fn admit_offset(&mut self, source: &str, offset: i64) -> Result<Option<Offer>, BatchError> {
+        let state = self.state(source)?;
+        let already_seen = offset < state.next_offset || state.last_offset.is_some_and(|last| offset <= last);
+        if already_seen {
+            self.metrics.already_stored.inc();
+            return Ok(Some(Offer::AlreadyStored));
+        }
+        state.first_offset.get_or_insert(offset);
+        state.last_offset = Some(offset);
+        state.oldest.get_or_insert_with(Instant::now);
+        Ok(None)
+    }
+
+    fn reject(&self, source: &str, offset: i64, error: FieldError) -> Offer {
+        self.metrics.rejected_records.inc();
+        self.metrics.rejected.with_label_values(&[error.reason.as_str()]).inc();
+        tracing::debug!(source, offset, %error, "record rejected");
+        Offer::Rejected(error)
+    }
+
+    /// The decision on a valid beacon: a repeat of `(session_id, seq)` is refused; otherwise the beacon
+    /// is accepted, folded into its `play_sessions` row, and counted (the caller buffers its row).
+    fn accept(&mut self, source: &str, beacon: &Beacon, keys: Keys) -> Result<Admission, BatchError> {
         let dedup_horizon = millis(self.config.dedup_horizon);
         let session_horizon = millis(self.config.session_horizon);
         let Some(state) = self.sources.get_mut(source) else {
             return Err(BatchError::SourceNotOpen(source.to_string()));
         };
-        let already_seen = offset < state.next_offset || state.last_offset.is_some_and(|last| offset <= last);
-        if already_seen {
-            self.metrics.already_stored.inc();
-            return Ok(Offer::AlreadyStored);
-        }
-        state.first_offset.get_or_insert(offset);
-        state.last_offset = Some(offset);
-        state.oldest.get_or_insert_with(Instant::now);
-        let beacon = match parsed {
-            Ok(beacon) => beacon,
-            Err(error) => {
-                self.metrics.rejected_records.inc();
-                self.metrics.rejected.with_label_values(&[error.reason.as_str()]).inc();
-                tracing::debug!(source, offset, %error, "record rejected");
-                return Ok(Offer::Rejected(error));
-            }
-        };
-        let event_time = i64::try_from(beacon.event_time_ms()).unwrap_or(i64::MAX);
+        let event_time = event_time_of(beacon);
         let watermark = state.watermark_ms;
         let dedup_from = watermark.saturating_sub(dedup_horizon);
-        let key = dedup_key(&beacon.session_id, beacon.seq);
+        let key = keys.dedup;
         if state.dedup.get(&key).is_some_and(|seen| *seen >= dedup_from) {
             self.metrics.duplicates.inc();
-            return Ok(Offer::Duplicate);
+            return Ok(Admission::Refused(Offer::Duplicate));
         }
         if event_time >= dedup_from {
             state.dedup.insert(key, event_time);
@@ -481,7 +493,7 @@ impl Job {
                 start_ms: event_time,
                 committed_start_ms: None,
             };
-            match state.sessions.get_mut(&beacon.session_id) {
+            match state.sessions.get_mut(&keys.session) {
                 Some(slot) if slot.current.start_ms >= sessions_from => {
                     slot.current.start_ms = slot.current.start_ms.min(event_time);
                     generation = slot.current.generation;
@@ -500,24 +512,18 @@ impl Job {
                         current: new_row(generation),
                         prior: None,
                     };
-                    state.sessions.insert(beacon.session_id.clone(), slot);
+                    state.sessions.insert(keys.session, slot);
                 }
             }
         }
         state.watermark_ms = watermark.max(event_time);
-        let table = Table::of_family(beacon.kind.family());
-        let columns = match state.tables.entry((table, hour_of(event_time))) {
-            Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => entry.insert(TableBuffer::new(table).map_err(arrow_error)?),
-        };
-        columns.push(&beacon).map_err(arrow_error)?;
         if generation != NOT_FOLDED {
-            fold(&mut state.partials, &beacon, generation);
+            fold(&mut state.partials, keys.session, beacon, generation);
         }
         state.buffered += 1;
         self.buffered += 1;
         self.metrics.accepted.inc();
-        Ok(Offer::Accepted)
+        Ok(Admission::Accepted)
     }
 
     /// Sources with offsets not yet committed, and whether the flush policy says to flush now.
@@ -553,6 +559,10 @@ impl Job {
         let (Some(first_offset), Some(last_offset)) = (state.first_offset, state.last_offset) else {
             return Ok(None);
         };
+        if let Some(block) = &mut state.block {
+            // The block's rows accepted so far belong to this flush; the rest to the next.
+            block.settle(&mut state.tables)?;
+        }
         let tables = std::mem::take(&mut state.tables);
         let partials = std::mem::take(&mut state.partials);
         let buffered = std::mem::replace(&mut state.buffered, 0);
@@ -609,8 +619,8 @@ impl Job {
     fn write_flush(
         &mut self,
         mut manifest: Manifest,
-        tables: BTreeMap<(Table, i64), TableBuffer>,
-        partials: HashMap<String, Vec<(u32, SessionRow)>, Hasher>,
+        tables: BTreeMap<(Table, i64), PartitionRows>,
+        partials: Partials,
     ) -> Result<(usize, u64), BatchError> {
         let source_id = manifest.source.clone();
         let source = source_id.as_str();
@@ -621,7 +631,7 @@ impl Job {
         let mut moves = Vec::new();
         let mut rows = 0;
 
-        for ((table, hour), count, bytes) in encode_tables(tables)? {
+        for ((table, hour), count, bytes) in encode_partitions(tables)? {
             // Unique per flush: recovery takes an existing temporary file for one of the last commit.
             let tmp_name = format!("{seq}.{}.{data_name}", moves.len());
             self.step()?;
@@ -647,121 +657,5 @@ impl Job {
         self.step()?;
         self.warehouse.prune_manifests(source, seq)?;
         Ok((manifest.moves.len(), rows))
-    }
-
-    /// Folds the flush's play beacons into the source's `play_sessions` files and stages the new files.
-    fn stage_sessions(
-        &mut self,
-        source: &str,
-        seq: u64,
-        partials: HashMap<String, Vec<(u32, SessionRow)>, Hasher>,
-        moves: &mut Vec<Move>,
-    ) -> Result<(), BatchError> {
-        // One partial row per (session, row generation), in that order.
-        let mut partials: Vec<((String, u32), SessionRow)> = partials
-            .into_iter()
-            .flat_map(|(session, rows)| {
-                rows.into_iter()
-                    .map(move |(generation, row)| ((session.clone(), generation), row))
-            })
-            .collect();
-        if partials.is_empty() {
-            return Ok(());
-        }
-        partials.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let Some(state) = self.sources.get(source) else {
-            return Err(BatchError::SourceNotOpen(source.to_string()));
-        };
-        // Where each partial's row was committed (if it was) and where it goes.
-        let mut placements = Vec::with_capacity(partials.len());
-        let mut hours = BTreeSet::new();
-        for ((session, generation), partial) in partials {
-            let slot = state.sessions.get(&session);
-            let place = slot.and_then(|slot| {
-                [Some(slot.current), slot.prior]
-                    .into_iter()
-                    .flatten()
-                    .find(|place| place.generation == generation)
-            });
-            let (committed_start, start) = place.map_or((None, partial.start_time), |place| {
-                (place.committed_start_ms, place.start_ms)
-            });
-            hours.insert(hour_of(start));
-            hours.extend(committed_start.map(hour_of));
-            placements.push((session, committed_start, start, partial));
-        }
-        let file_name = Warehouse::sessions_file_name(source);
-        // Each touched hour's stored rows, by (session, start): a session cut in two has two rows.
-        let mut files: BTreeMap<i64, HashMap<(String, i64), SessionRow>> = BTreeMap::new();
-        for hour in &hours {
-            let path = self
-                .warehouse
-                .root()
-                .join(Warehouse::partition(Table::PlaySessions, *hour))
-                .join(&file_name);
-            let mut rows = HashMap::new();
-            if path.exists() {
-                for batch in warehouse::read_parquet(&path, &[])? {
-                    for row in rows_from_batch(&batch).map_err(|error| BatchError::Arrow(error.to_string()))? {
-                        rows.insert((row.session_id.clone(), row.start_time), row);
-                    }
-                }
-            }
-            files.insert(*hour, rows);
-        }
-        for (session, committed_start, start, mut row) in placements {
-            if let Some(committed_start) = committed_start {
-                let stored_rows = files.get_mut(&hour_of(committed_start));
-                if let Some(stored) = stored_rows.and_then(|rows| rows.remove(&(session.to_string(), committed_start)))
-                {
-                    row.merge(stored);
-                }
-            }
-            if let Some(rows) = files.get_mut(&hour_of(start)) {
-                match rows.get_mut(&(session.to_string(), row.start_time)) {
-                    Some(existing) => existing.merge(row),
-                    None => {
-                        rows.insert((session.to_string(), row.start_time), row);
-                    }
-                }
-            }
-        }
-        let tmp_dir = self.warehouse.tmp_dir(source).join(&self.writer);
-        for (hour, rows) in files {
-            let mut rows: Vec<SessionRow> = rows.into_values().collect();
-            let path = format!("{}/{file_name}", Warehouse::partition(Table::PlaySessions, hour));
-            if rows.is_empty() {
-                moves.push(Move {
-                    tmp: None,
-                    path,
-                    rows: 0,
-                });
-                continue;
-            }
-            let cdn = |row: &SessionRow| row.attributes[CDN_ATTRIBUTE].clone();
-            rows.sort_by(|a, b| {
-                (cdn(a), &a.room_id, &a.session_id, a.start_time).cmp(&(
-                    cdn(b),
-                    &b.room_id,
-                    &b.session_id,
-                    b.start_time,
-                ))
-            });
-            let ordered: Vec<&SessionRow> = rows.iter().collect();
-            let batch = sessions_batch(&ordered).map_err(|error| BatchError::Arrow(error.to_string()))?;
-            let tmp_name = format!("{seq}.{}.sessions.parquet", moves.len());
-            self.step()?;
-            warehouse::write_parquet(&tmp_dir.join(&tmp_name), Table::PlaySessions, &batch)?;
-            self.metrics
-                .rows
-                .with_label_values(&[Table::PlaySessions.name()])
-                .inc_by(ordered.len() as u64);
-            moves.push(Move {
-                tmp: Some(format!("_tmp/{source}/{}/{tmp_name}", self.writer)),
-                path,
-                rows: ordered.len() as u64,
-            });
-        }
-        Ok(())
     }
 }

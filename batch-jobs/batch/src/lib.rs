@@ -28,8 +28,10 @@
 //! ```
 
 mod columns;
+mod encode;
 pub mod job;
 pub mod metrics;
+mod parse;
 mod run;
 pub mod sessions;
 pub mod warehouse;

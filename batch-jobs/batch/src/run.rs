@@ -8,7 +8,8 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -18,10 +19,10 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::job::{parse_payload, Job, JobConfig, Offer};
+use crate::job::{Job, JobConfig, Offer};
 use crate::metrics::Metrics;
+use crate::parse::{parse_blocks, read_blocks, BlockLine, InSequence, ParsedBlock, RawBlock};
 use crate::BatchError;
-use qoe_schemas::{Beacon, FieldError};
 
 /// With `exit_when_idle`, how long to wait for the first record at least.
 const FIRST_RECORD_WAIT: Duration = Duration::from_secs(60);
@@ -108,60 +109,39 @@ pub fn file_source_id(path: &Path) -> String {
     format!("f-{clean}")
 }
 
-/// Lines parsed per message from the reader thread to the job.
-const PARSE_CHUNK: usize = 1024;
+/// Blocks the reader may read ahead of the workers, and the workers parse ahead of the job: enough to
+/// keep them busy while the job writes a flush.
+const READ_AHEAD_BLOCKS: usize = 16;
 
-/// Chunks the reader may parse ahead: enough to keep it busy while the job writes a flush.
-const READ_AHEAD_CHUNKS: usize = 128;
-
-/// One line of an input file, as the reader thread hands it over.
-enum Line {
-    /// Before the resume point: not parsed.
-    Stored,
-    /// Parsed, blank lines left out.
-    Record(i64, Result<Box<Beacon>, FieldError>),
-    /// The last line has no newline yet.
-    Incomplete,
-}
-
-/// Reads lines from `offset` 0 on, parses those at or after `next`, and sends them in chunks.
-fn read_lines(
-    mut reader: BufReader<File>,
-    next: i64,
-    sender: &std::sync::mpsc::SyncSender<Vec<Line>>,
-) -> std::io::Result<()> {
-    let mut line = Vec::with_capacity(4096);
-    let mut chunk = Vec::with_capacity(PARSE_CHUNK);
-    let mut offset: i64 = 0;
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        if !line.ends_with(b"\n") {
-            // Possibly still being written: leave it (and its offset) for the next run.
-            chunk.push(Line::Incomplete);
-            break;
-        }
-        let this = offset;
-        offset += 1;
-        if this < next {
-            chunk.push(Line::Stored);
-        } else {
-            let text = line.trim_ascii();
-            if !text.is_empty() {
-                chunk.push(Line::Record(this, parse_payload(text).map(Box::new)));
+/// Offers the records of a parsed block in offset order, flushing whenever the policy says so.
+fn offer_block(
+    job: &mut Job,
+    report: &mut RunReport,
+    source: &str,
+    block: ParsedBlock,
+    spent: &Sender<Vec<BlockLine>>,
+) -> Result<(), BatchError> {
+    job.begin_block(source, block.batches)?;
+    for line in &block.lines {
+        match line {
+            BlockLine::Stored => {
+                report.already_stored += 1;
+                job.metrics().already_stored.inc();
             }
-        }
-        if chunk.len() >= PARSE_CHUNK {
-            let full = std::mem::replace(&mut chunk, Vec::with_capacity(PARSE_CHUNK));
-            if sender.send(full).is_err() {
-                return Ok(());
+            BlockLine::Incomplete => report.incomplete_last_line = true,
+            BlockLine::Record(offset, parsed) => {
+                let offer = job.offer_placed(source, *offset, parsed.as_ref())?;
+                report.count(source, *offset, offer);
+                let due = job.due();
+                if !due.is_empty() {
+                    flush(job, report, due)?;
+                }
             }
         }
     }
-    let _ = sender.send(chunk);
-    Ok(())
+    // The workers free the beacons (a send fails only when they are gone: then they are freed here).
+    let _ = spent.send(block.lines);
+    job.end_block(source)
 }
 
 /// Reads an NDJSON file of beacon records (one per line; the line number, from 0, is the offset) into
@@ -195,37 +175,50 @@ pub fn run_file(
         Some(_) => {}
         None => job.set_fingerprint(&source, fingerprint),
     }
-    let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Line>>(READ_AHEAD_CHUNKS);
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    let (raw_sender, raw_receiver) = std::sync::mpsc::sync_channel::<RawBlock>(READ_AHEAD_BLOCKS);
+    let (parsed_sender, parsed_receiver) = std::sync::mpsc::sync_channel(READ_AHEAD_BLOCKS);
+    // Shared by the workers; the reader's sends fail once the last worker is gone.
+    let raw_receiver = Arc::new(Mutex::new(raw_receiver));
+    let (spent_sender, spent_receiver) = std::sync::mpsc::channel();
+    let spent_receiver = Arc::new(Mutex::new(spent_receiver));
     std::thread::scope(|scope| -> Result<(), BatchError> {
-        let reading = scope.spawn(move || read_lines(reader, next, &sender));
-        'chunks: for chunk in receiver.iter() {
-            for line in chunk {
-                match line {
-                    Line::Stored => {
-                        report.already_stored += 1;
-                        job.metrics().already_stored.inc();
-                    }
-                    Line::Incomplete => report.incomplete_last_line = true,
-                    Line::Record(offset, parsed) => {
-                        let offer = job.offer_parsed(&source, offset, parsed)?;
-                        report.count(&source, offset, offer);
-                        let due = job.due();
-                        if !due.is_empty() {
-                            flush(&mut job, &mut report, due)?;
-                        }
-                    }
+        let reading = scope.spawn(move || read_blocks(reader, next, &raw_sender));
+        let parsing: Vec<_> = (0..workers)
+            .map(|_| {
+                let input = Arc::clone(&raw_receiver);
+                let spent = Arc::clone(&spent_receiver);
+                let output = parsed_sender.clone();
+                scope.spawn(move || parse_blocks(input, spent, &output))
+            })
+            .collect();
+        drop((raw_receiver, spent_receiver, parsed_sender));
+        let mut in_sequence = InSequence::default();
+        'blocks: for parsed in parsed_receiver.iter() {
+            let parsed = parsed.map_err(|error| BatchError::Arrow(error.to_string()))?;
+            for block in in_sequence.push(parsed) {
+                offer_block(&mut job, &mut report, &source, block, &spent_sender)?;
+                if shutdown.is_cancelled() {
+                    break 'blocks;
                 }
             }
-            if shutdown.is_cancelled() {
-                break 'chunks;
+        }
+        let stopped = shutdown.is_cancelled();
+        // Dropping the receiver (on shutdown) makes the workers, then the reader, stop at their next send.
+        drop(parsed_receiver);
+        for worker in parsing {
+            if worker.join().is_err() {
+                return Err(BatchError::Join("a parsing thread panicked".to_string()));
             }
         }
-        // Dropping the receiver (on shutdown) makes the reader stop at its next send.
-        drop(receiver);
         match reading.join() {
-            Ok(result) => result.map_err(io_error),
-            Err(_) => Err(BatchError::Join("the file reader thread panicked".to_string())),
+            Ok(result) => result.map_err(io_error)?,
+            Err(_) => return Err(BatchError::Join("the file reader thread panicked".to_string())),
         }
+        if !stopped && in_sequence.stranded() > 0 {
+            return Err(BatchError::Join("a parsed block went missing".to_string()));
+        }
+        Ok(())
     })?;
     let pending = job.pending();
     flush(&mut job, &mut report, pending)?;

@@ -26,6 +26,7 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
@@ -42,7 +43,7 @@ pub const HOUR_MS: i64 = qoe_schemas::time::HOUR_MS;
 
 /// Rows per Parquet row group: large enough for good compression and few footers, small enough that
 /// statistics prune a day of one CDN.
-const ROW_GROUP_ROWS: usize = 128 * 1024;
+pub(crate) const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// One file move of a flush: `tmp` renamed to `path`, or `path` removed when `tmp` is `None` (a
 /// `play_sessions` file left empty because its sessions moved to an earlier hour).
@@ -393,6 +394,15 @@ pub fn write_parquet(path: &Path, table: Table, batch: &RecordBatch) -> Result<(
 /// flush can encode its files on several threads.
 pub fn encode_parquet(table: Table, batch: &RecordBatch) -> Result<Vec<u8>, BatchError> {
     let schema = batch.schema();
+    let properties = writer_properties(table, &schema)?;
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(properties)).map_err(BatchError::Parquet)?;
+    writer.write(batch).map_err(BatchError::Parquet)?;
+    writer.into_inner().map_err(BatchError::Parquet)
+}
+
+/// How every warehouse file is written: zstd level 3, page statistics, row groups of at most
+/// [`ROW_GROUP_ROWS`] rows, and the table's sort key declared.
+pub(crate) fn writer_properties(table: Table, schema: &Schema) -> Result<WriterProperties, BatchError> {
     let sorting: Vec<SortingColumn> = table
         .sort_key()
         .iter()
@@ -403,15 +413,12 @@ pub fn encode_parquet(table: Table, batch: &RecordBatch) -> Result<Vec<u8>, Batc
             nulls_first: true,
         })
         .collect();
-    let properties = WriterProperties::builder()
+    Ok(WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(BatchError::Parquet)?))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_sorting_columns(Some(sorting))
-        .build();
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(properties)).map_err(BatchError::Parquet)?;
-    writer.write(batch).map_err(BatchError::Parquet)?;
-    writer.into_inner().map_err(BatchError::Parquet)
+        .build())
 }
 
 /// Reads the named columns of a Parquet file (all columns when `columns` is empty).

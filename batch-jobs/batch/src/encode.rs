@@ -1,0 +1,206 @@
+//! A flush's beacon files encoded as Parquet on every core, column by column.
+//!
+//! One flush usually holds one large file (the `play` rows of the current hour) and a few small ones.
+//! Encoding whole files on separate threads left one core idle while the other encoded the large file,
+//! so each row group is encoded column by column instead: the columns are gathered into sort order and
+//! encoded by as many threads as there are cores, and the chunks are appended in schema order
+//! ([`parquet::arrow::arrow_writer::ArrowColumnWriter`]). The bytes are those of
+//! [`crate::warehouse::encode_parquet`] over the sorted batch: the same writer settings, schema and
+//! row groups.
+
+use std::sync::Mutex;
+
+use arrow::datatypes::{DataType, Field};
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowColumnWriter};
+use parquet::arrow::ArrowWriter;
+use qoe_schemas::tables::{self, Table};
+
+use crate::columns::{PartitionRows, SortedRows};
+use crate::warehouse::{writer_properties, ROW_GROUP_ROWS};
+use crate::BatchError;
+
+/// One beacon file of a flush, encoded: its (table, hour), rows, and Parquet bytes.
+pub(crate) type Encoded = ((Table, i64), u64, Vec<u8>);
+
+fn arrow_error(error: arrow::error::ArrowError) -> BatchError {
+    BatchError::Arrow(error.to_string())
+}
+
+/// The encoded chunks of one field (one per Parquet leaf), or why it failed.
+type Chunks = Result<Vec<ArrowColumnChunk>, BatchError>;
+
+/// Parquet leaf columns of an Arrow field (a map has two: keys and values).
+fn leaves(data_type: &DataType) -> usize {
+    match data_type {
+        DataType::Struct(fields) => fields.iter().map(|field| leaves(field.data_type())).sum(),
+        DataType::Map(entries, _) => leaves(entries.data_type()),
+        DataType::List(item) | DataType::LargeList(item) => leaves(item.data_type()),
+        _ => 1,
+    }
+}
+
+/// Sorts and encodes the beacon files of a flush, in the order of `partitions`. No IO: the caller
+/// writes the files, one step each.
+pub(crate) fn encode_partitions(
+    partitions: impl IntoIterator<Item = ((Table, i64), PartitionRows)>,
+) -> Result<Vec<Encoded>, BatchError> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    partitions
+        .into_iter()
+        .map(|(key, rows)| {
+            let sorted = rows.into_sorted().map_err(arrow_error)?;
+            let count = sorted.rows() as u64;
+            Ok((key, count, encode_sorted(&sorted, threads, ROW_GROUP_ROWS)?))
+        })
+        .collect()
+}
+
+/// Encodes sorted rows as the bytes of a Parquet file, row groups of `row_group_rows` rows, each row
+/// group's columns on `threads` threads.
+fn encode_sorted(sorted: &SortedRows, threads: usize, row_group_rows: usize) -> Result<Vec<u8>, BatchError> {
+    let schema = tables::schema(sorted.table());
+    let properties = writer_properties(sorted.table(), &schema)?;
+    let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties)).map_err(BatchError::Parquet)?;
+    let (mut file, factory) = writer.into_serialized_writer().map_err(BatchError::Parquet)?;
+    let fields: Vec<&Field> = schema.fields().iter().map(|field| field.as_ref()).collect();
+    let mut start = 0;
+    let mut row_group = 0;
+    while start < sorted.rows() {
+        let range = start..(start + row_group_rows.max(1)).min(sorted.rows());
+        start = range.end;
+        // The column writers of each field (one per Parquet leaf), taken by whichever thread encodes it.
+        let mut writers = factory
+            .create_column_writers(row_group)
+            .map_err(BatchError::Parquet)?
+            .into_iter();
+        row_group += 1;
+        let tasks: Vec<Mutex<Option<Vec<ArrowColumnWriter>>>> = fields
+            .iter()
+            .map(|field| Mutex::new(Some(writers.by_ref().take(leaves(field.data_type())).collect())))
+            .collect();
+        let chunks: Vec<Mutex<Option<Chunks>>> = fields.iter().map(|_| Mutex::new(None)).collect();
+        let next = Mutex::new(0usize);
+        let encode_field = |index: usize| -> Chunks {
+            let writers = tasks[index]
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take()
+                .unwrap_or_default();
+            let array = sorted.column(index, range.clone()).map_err(arrow_error)?;
+            let leaves = compute_leaves(fields[index], &array).map_err(BatchError::Parquet)?;
+            if leaves.len() != writers.len() {
+                return Err(BatchError::Arrow(format!(
+                    "column {:?}: {} leaves for {} writers",
+                    fields[index].name(),
+                    leaves.len(),
+                    writers.len()
+                )));
+            }
+            let mut done = Vec::with_capacity(writers.len());
+            for (leaf, mut writer) in leaves.iter().zip(writers) {
+                writer.write(leaf).map_err(BatchError::Parquet)?;
+                done.push(writer.close().map_err(BatchError::Parquet)?);
+            }
+            Ok(done)
+        };
+        let work = || loop {
+            let index = {
+                let mut next = next.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let index = *next;
+                *next += 1;
+                index
+            };
+            if index >= fields.len() {
+                return;
+            }
+            let result = encode_field(index);
+            *chunks[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(result);
+        };
+        std::thread::scope(|scope| {
+            for _ in 1..threads.min(fields.len()) {
+                scope.spawn(work);
+            }
+            work();
+        });
+        let mut group = file.next_row_group().map_err(BatchError::Parquet)?;
+        for (field, slot) in fields.iter().zip(chunks) {
+            let result = slot.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let Some(result) = result else {
+                return Err(BatchError::Join(format!("column {:?} was not encoded", field.name())));
+            };
+            for chunk in result? {
+                chunk.append_to_row_group(&mut group).map_err(BatchError::Parquet)?;
+            }
+        }
+        group.close().map_err(BatchError::Parquet)?;
+    }
+    file.into_inner().map_err(BatchError::Parquet)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::columns::TableBuffer;
+    use crate::warehouse::encode_parquet;
+    use bytes::Bytes;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use qoe_schemas::{Beacon, BeaconType};
+    use std::collections::BTreeMap;
+
+    fn beacons() -> Vec<Beacon> {
+        (0..300u64)
+            .map(|i| Beacon {
+                v: 1,
+                kind: BeaconType::PlayHeartbeat,
+                ts: 1_763_800_000_000 + i,
+                session_id: format!("s-{}", i % 7),
+                seq: i,
+                room_id: format!("r-{}", i % 3),
+                cdn: (i % 5 != 0).then(|| format!("cdn-{}", i % 4)),
+                exp: (i % 2 == 0).then(|| BTreeMap::from([("abr".to_string(), format!("arm-{}", i % 3))])),
+                watch_ms: Some(i * 10),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    fn partition(beacons: &[Beacon]) -> PartitionRows {
+        let mut rows = PartitionRows::new(Table::Play);
+        for part in beacons.chunks(120) {
+            let mut buffer = TableBuffer::new(Table::Play).unwrap();
+            for beacon in part {
+                buffer.push(beacon).unwrap();
+            }
+            let kept = (0..part.len() as u32).collect();
+            rows.add(buffer.finish().unwrap(), kept).unwrap();
+        }
+        rows
+    }
+
+    #[test]
+    fn column_by_column_gives_the_bytes_of_the_whole_batch_writer() {
+        let beacons = beacons();
+        let expected = encode_parquet(Table::Play, &partition(&beacons).finish_sorted().unwrap()).unwrap();
+        for threads in [1, 2, 3] {
+            let sorted = partition(&beacons).into_sorted().unwrap();
+            assert_eq!(
+                encode_sorted(&sorted, threads, ROW_GROUP_ROWS).unwrap(),
+                expected,
+                "{threads} threads"
+            );
+        }
+    }
+
+    #[test]
+    fn row_groups_hold_the_sorted_rows_in_order() {
+        let beacons = beacons();
+        let batch = partition(&beacons).finish_sorted().unwrap();
+        let sorted = partition(&beacons).into_sorted().unwrap();
+        let bytes = encode_sorted(&sorted, 2, 128).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes)).unwrap();
+        assert_eq!(reader.metadata().num_row_groups(), 3);
+        let read: Vec<_> = reader.build().unwrap().map(|batch| batch.unwrap()).collect();
+        let read = arrow::compute::concat_batches(&batch.schema(), &read).unwrap();
+        assert_eq!(read, batch);
+    }
+}
