@@ -173,15 +173,7 @@ impl Job {
                 });
                 continue;
             }
-            let cdn = |row: &SessionRow| row.attributes[CDN_ATTRIBUTE].clone();
-            rows.sort_by(|a, b| {
-                (cdn(a), &a.room_id, &a.session_id, a.start_time).cmp(&(
-                    cdn(b),
-                    &b.room_id,
-                    &b.session_id,
-                    b.start_time,
-                ))
-            });
+            rows.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
             let ordered: Vec<&SessionRow> = rows.iter().collect();
             let batch = sessions_batch(&ordered).map_err(|error| BatchError::Arrow(error.to_string()))?;
             let tmp_name = format!("{seq}.{}.sessions.parquet", moves.len());
@@ -199,4 +191,10 @@ impl Job {
         }
         Ok(())
     }
+}
+
+/// The sort key of `play_sessions`: `cdn` (nulls first), `room_id`, `session_id`, `start_time`.
+fn sort_key(row: &SessionRow) -> (Option<&str>, &str, &str, i64) {
+    let cdn = row.attributes[CDN_ATTRIBUTE].as_deref();
+    (cdn, row.room_id.as_str(), row.session_id.as_str(), row.start_time)
 }
