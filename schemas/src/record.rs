@@ -101,7 +101,7 @@ fn in_time_range(ms: u64) -> bool {
 }
 
 fn text_ok(text: &str) -> bool {
-    !text.is_empty() && text.chars().count() <= MAX_ENRICHMENT_CHARS
+    !text.is_empty() && (text.len() <= MAX_ENRICHMENT_CHARS || text.chars().count() <= MAX_ENRICHMENT_CHARS)
 }
 
 fn time_field(name: &str, value: &Value) -> Result<u64, FieldError> {

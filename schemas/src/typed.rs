@@ -125,7 +125,10 @@ pub(crate) fn is_valid(beacon: &Beacon) -> bool {
 }
 
 fn fits_kind(kind: Kind, value: Typed<'_>) -> bool {
-    let text_fits = |text: &str, max_chars: usize| !text.is_empty() && text.chars().count() <= max_chars;
+    // A text has at most as many characters as bytes: count characters only for long texts.
+    let text_fits = |text: &str, max_chars: usize| {
+        !text.is_empty() && (text.len() <= max_chars || text.chars().count() <= max_chars)
+    };
     match (kind, value) {
         (Kind::Str { max_chars }, Typed::Str(text)) => text_fits(text, max_chars),
         (Kind::Int { min, max }, Typed::Int(integer)) => (min..=max).contains(&integer),
