@@ -473,7 +473,11 @@ mod tests {
                 }
                 let kept: Vec<u32> = (0..100).filter(|row| row % 3 != 1).collect();
                 accepted.extend(kept.iter().map(|row| &part[*row as usize]));
-                rows.add(buffer.finish().unwrap(), kept).unwrap();
+                // One batch in two segments, as a flush in the middle of a block leaves it.
+                let (before, after) = kept.split_at(kept.len() / 2);
+                let batch = buffer.finish().unwrap();
+                rows.add(batch.clone(), before.to_vec()).unwrap();
+                rows.add(batch, after.to_vec()).unwrap();
             }
             for beacon in &beacons[300..350] {
                 rows.push(beacon).unwrap();

@@ -18,6 +18,7 @@ use qoe_schemas::tables::{self, Table};
 use crate::columns::{PartitionRows, SortedRows};
 use crate::warehouse::{writer_properties, ROW_GROUP_ROWS};
 use crate::BatchError;
+use parquet::file::properties::WriterProperties;
 
 /// One beacon file of a flush, encoded: its (table, hour), rows, and Parquet bytes.
 pub(crate) type Encoded = ((Table, i64), u64, Vec<u8>);
@@ -50,16 +51,25 @@ pub(crate) fn encode_partitions(
         .map(|(key, rows)| {
             let sorted = rows.into_sorted().map_err(arrow_error)?;
             let count = sorted.rows() as u64;
-            Ok((key, count, encode_sorted(&sorted, threads, ROW_GROUP_ROWS)?))
+            let properties = writer_properties(sorted.table(), &tables::schema(sorted.table()), ROW_GROUP_ROWS)?;
+            Ok((key, count, encode_sorted(&sorted, threads, properties)?))
         })
         .collect()
 }
 
-/// Encodes sorted rows as the bytes of a Parquet file, row groups of `row_group_rows` rows, each row
-/// group's columns on `threads` threads.
-fn encode_sorted(sorted: &SortedRows, threads: usize, row_group_rows: usize) -> Result<Vec<u8>, BatchError> {
+/// Encodes sorted rows as the bytes of a Parquet file written with `properties`, each row group's
+/// columns on `threads` threads. Row groups are cut by row count only: the properties must not ask
+/// for cuts by size or content, which only `ArrowWriter` itself makes.
+fn encode_sorted(sorted: &SortedRows, threads: usize, properties: WriterProperties) -> Result<Vec<u8>, BatchError> {
     let schema = tables::schema(sorted.table());
-    let properties = writer_properties(sorted.table(), &schema)?;
+    let Some(row_group_rows) = properties.max_row_group_row_count() else {
+        return Err(BatchError::Arrow("row groups need a row count limit".to_string()));
+    };
+    if properties.max_row_group_bytes().is_some() || properties.content_defined_chunking().is_some() {
+        return Err(BatchError::Arrow(
+            "row groups cut by size or content cannot be encoded column by column".to_string(),
+        ));
+    }
     let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties)).map_err(BatchError::Parquet)?;
     let (mut file, factory) = writer.into_serialized_writer().map_err(BatchError::Parquet)?;
     let fields: Vec<&Field> = schema.fields().iter().map(|field| field.as_ref()).collect();
@@ -116,12 +126,14 @@ fn encode_sorted(sorted: &SortedRows, threads: usize, row_group_rows: usize) -> 
             let result = encode_field(index);
             *chunks[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(result);
         };
-        std::thread::scope(|scope| {
-            for _ in 1..threads.min(fields.len()) {
-                scope.spawn(work);
-            }
+        let helpers_joined = std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..threads.min(fields.len())).map(|_| scope.spawn(work)).collect();
             work();
+            helpers.into_iter().all(|helper| helper.join().is_ok())
         });
+        if !helpers_joined {
+            return Err(BatchError::Join("a Parquet encoding thread panicked".to_string()));
+        }
         let mut group = file.next_row_group().map_err(BatchError::Parquet)?;
         for (field, slot) in fields.iter().zip(chunks) {
             let result = slot.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -180,15 +192,24 @@ mod tests {
     #[test]
     fn column_by_column_gives_the_bytes_of_the_whole_batch_writer() {
         let beacons = beacons();
-        let expected = encode_parquet(Table::Play, &partition(&beacons).finish_sorted().unwrap()).unwrap();
+        let batch = partition(&beacons).finish_sorted().unwrap();
+        let expected = encode_parquet(Table::Play, &batch).unwrap();
+        let properties = || writer_properties(Table::Play, &batch.schema(), ROW_GROUP_ROWS).unwrap();
         for threads in [1, 2, 3] {
             let sorted = partition(&beacons).into_sorted().unwrap();
             assert_eq!(
-                encode_sorted(&sorted, threads, ROW_GROUP_ROWS).unwrap(),
+                encode_sorted(&sorted, threads, properties()).unwrap(),
                 expected,
                 "{threads} threads"
             );
         }
+        // Several row groups: against `ArrowWriter` with the same small row groups.
+        let small = || writer_properties(Table::Play, &batch.schema(), 128).unwrap();
+        let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(small())).unwrap();
+        writer.write(&batch).unwrap();
+        let expected = writer.into_inner().unwrap();
+        let sorted = partition(&beacons).into_sorted().unwrap();
+        assert_eq!(encode_sorted(&sorted, 2, small()).unwrap(), expected);
     }
 
     #[test]
@@ -196,7 +217,8 @@ mod tests {
         let beacons = beacons();
         let batch = partition(&beacons).finish_sorted().unwrap();
         let sorted = partition(&beacons).into_sorted().unwrap();
-        let bytes = encode_sorted(&sorted, 2, 128).unwrap();
+        let properties = writer_properties(Table::Play, &batch.schema(), 128).unwrap();
+        let bytes = encode_sorted(&sorted, 2, properties).unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes)).unwrap();
         assert_eq!(reader.metadata().num_row_groups(), 3);
         let read: Vec<_> = reader.build().unwrap().map(|batch| batch.unwrap()).collect();

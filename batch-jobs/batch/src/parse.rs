@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
@@ -24,6 +25,7 @@ use qoe_schemas::{Beacon, FieldError};
 
 use crate::columns::{TableBuffer, INITIAL_ROWS};
 use crate::job::{parse_payload, partition_of, Keys};
+use crate::BatchError;
 
 /// Lines per block handed to a worker: large enough that a block's few column buffers fill well,
 /// small enough that the workers share a file evenly.
@@ -208,13 +210,14 @@ pub(crate) fn parse_block(raw: RawBlock) -> Result<ParsedBlock, ArrowError> {
     })
 }
 
-/// A worker: parses blocks until the reader is done or the job stopped taking them. Blocks the job
-/// is done with come back through `spent`: the workers free their beacons, on the threads that
-/// allocated them, which keeps the job's thread for deciding.
+/// A worker: parses blocks until the reader is done or the job stopped taking them, and stops at the
+/// first failure after sending it (a panic while parsing is sent as an error too, so the job stops at
+/// once rather than waiting for a block that never comes). Blocks the job is done with come back
+/// through `spent` and a worker frees their beacons, which keeps the job's thread for deciding.
 pub(crate) fn parse_blocks(
     input: Arc<Mutex<Receiver<RawBlock>>>,
     spent: Arc<Mutex<Receiver<Vec<BlockLine>>>>,
-    output: &SyncSender<Result<ParsedBlock, ArrowError>>,
+    output: &SyncSender<Result<ParsedBlock, BatchError>>,
 ) {
     loop {
         loop {
@@ -224,7 +227,11 @@ pub(crate) fn parse_blocks(
         }
         let next = input.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).recv();
         let Ok(raw) = next else { return };
-        let parsed = parse_block(raw);
+        let parsed = match std::panic::catch_unwind(AssertUnwindSafe(|| parse_block(raw))) {
+            Ok(Ok(parsed)) => Ok(parsed),
+            Ok(Err(error)) => Err(BatchError::Arrow(error.to_string())),
+            Err(_) => Err(BatchError::Join("a parsing thread panicked".to_string())),
+        };
         let failed = parsed.is_err();
         if output.send(parsed).is_err() || failed {
             return;

@@ -110,7 +110,8 @@ pub fn file_source_id(path: &Path) -> String {
 }
 
 /// Blocks the reader may read ahead of the workers, and the workers parse ahead of the job: enough to
-/// keep them busy while the job writes a flush.
+/// keep them busy while the job writes a flush. (Blocks finished out of order wait beside these: at
+/// most about one per other worker while one block takes long; a worker that fails sends its error.)
 const READ_AHEAD_BLOCKS: usize = 16;
 
 /// Offers the records of a parsed block in offset order, flushing whenever the policy says so.
@@ -196,8 +197,7 @@ pub fn run_file(
         drop((raw_receiver, spent_receiver, parsed_sender));
         let mut in_sequence = InSequence::default();
         'blocks: for parsed in parsed_receiver.iter() {
-            let parsed = parsed.map_err(|error| BatchError::Arrow(error.to_string()))?;
-            for block in in_sequence.push(parsed) {
+            for block in in_sequence.push(parsed?) {
                 offer_block(&mut job, &mut report, &source, block, &spent_sender)?;
                 if shutdown.is_cancelled() {
                     break 'blocks;
@@ -217,7 +217,9 @@ pub fn run_file(
             Err(_) => return Err(BatchError::Join("the file reader thread panicked".to_string())),
         }
         if !stopped && in_sequence.stranded() > 0 {
-            return Err(BatchError::Join("a parsed block went missing".to_string()));
+            return Err(BatchError::Join(
+                "the parsing threads stopped before the end of the file".to_string(),
+            ));
         }
         Ok(())
     })?;

@@ -394,15 +394,19 @@ pub fn write_parquet(path: &Path, table: Table, batch: &RecordBatch) -> Result<(
 /// flush can encode its files on several threads.
 pub fn encode_parquet(table: Table, batch: &RecordBatch) -> Result<Vec<u8>, BatchError> {
     let schema = batch.schema();
-    let properties = writer_properties(table, &schema)?;
+    let properties = writer_properties(table, &schema, ROW_GROUP_ROWS)?;
     let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(properties)).map_err(BatchError::Parquet)?;
     writer.write(batch).map_err(BatchError::Parquet)?;
     writer.into_inner().map_err(BatchError::Parquet)
 }
 
 /// How every warehouse file is written: zstd level 3, page statistics, row groups of at most
-/// [`ROW_GROUP_ROWS`] rows, and the table's sort key declared.
-pub(crate) fn writer_properties(table: Table, schema: &Schema) -> Result<WriterProperties, BatchError> {
+/// `row_group_rows` rows ([`ROW_GROUP_ROWS`] but in tests), and the table's sort key declared.
+pub(crate) fn writer_properties(
+    table: Table,
+    schema: &Schema,
+    row_group_rows: usize,
+) -> Result<WriterProperties, BatchError> {
     let sorting: Vec<SortingColumn> = table
         .sort_key()
         .iter()
@@ -416,7 +420,7 @@ pub(crate) fn writer_properties(table: Table, schema: &Schema) -> Result<WriterP
     Ok(WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(BatchError::Parquet)?))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_max_row_group_row_count(Some(row_group_rows))
         .set_sorting_columns(Some(sorting))
         .build())
 }

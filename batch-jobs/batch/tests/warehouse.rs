@@ -242,6 +242,43 @@ fn a_second_run_over_the_same_file_adds_nothing_and_an_appended_file_resumes() {
     }
 }
 
+#[test]
+fn a_run_stopped_by_shutdown_commits_what_it_read_and_the_next_run_finishes_the_file() {
+    // Several parse blocks' worth of lines, so that blocks are in flight when the run stops.
+    let beacons = simulated(40, 600, 10, 5);
+    let (lines, _) = messy_lines(&beacons);
+    assert!(lines.len() > 20_000, "{} lines", lines.len());
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_lines(dir.path(), "beacons.ndjson", &lines);
+    let whole = dir.path().join("whole");
+    ingest(&input, &whole, 3_000).unwrap();
+
+    let stopped = dir.path().join("stopped");
+    let shutdown = CancellationToken::new();
+    shutdown.cancel();
+    let first = run_file(&input, config(&stopped, 3_000), Metrics::new(), &shutdown).unwrap();
+    let read = first.accepted + first.duplicates + first.rejected;
+    assert!(read > 0 && (read as usize) < lines.len(), "{first:?}");
+    assert!(
+        leftovers(&stopped).0.is_empty(),
+        "temporary files left: {:?}",
+        leftovers(&stopped).0
+    );
+    let second = ingest(&input, &stopped, 3_000).unwrap();
+    assert_eq!(second.already_stored, read, "{second:?}");
+    assert_eq!(
+        (first.accepted + second.accepted) as usize,
+        warehouse_rows(&whole)[Table::Play.name()].len()
+            + warehouse_rows(&whole)[Table::Push.name()].len()
+            + warehouse_rows(&whole)[Table::Room.name()].len()
+    );
+    let resumed = warehouse_rows(&stopped);
+    let reference = warehouse_rows(&whole);
+    for table in [Table::Play, Table::Push, Table::Room, Table::PlaySessions] {
+        assert_eq!(resumed[table.name()], reference[table.name()], "{}", table.name());
+    }
+}
+
 trait TapMkdir {
     fn tap_mkdir(self) -> Self;
 }
