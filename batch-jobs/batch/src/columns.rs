@@ -10,10 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanBuilder, Float64Builder, Int64Builder, MapBuilder, StringArray, StringBuilder,
+    Array, ArrayRef, BooleanBuilder, Float64Builder, Int64Array, Int64Builder, MapBuilder, StringArray, StringBuilder,
     TimestampMillisecondBuilder,
 };
-use arrow::datatypes::Int64Type;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use qoe_schemas::tables::{self, ColumnType, Table};
@@ -234,7 +233,6 @@ pub(crate) struct PartitionRows {
     table: Table,
     segments: Vec<(RecordBatch, Vec<u32>)>,
     open: Option<TableBuffer>,
-    rows: usize,
 }
 
 impl std::fmt::Debug for PartitionRows {
@@ -243,7 +241,6 @@ impl std::fmt::Debug for PartitionRows {
             .debug_struct("PartitionRows")
             .field("table", &self.table)
             .field("segments", &self.segments.len())
-            .field("rows", &self.rows)
             .finish_non_exhaustive()
     }
 }
@@ -255,7 +252,6 @@ impl PartitionRows {
             table,
             segments: Vec::new(),
             open: None,
-            rows: 0,
         }
     }
 
@@ -265,15 +261,12 @@ impl PartitionRows {
             Some(open) => open,
             None => self.open.insert(TableBuffer::new(self.table)?),
         };
-        open.push(beacon)?;
-        self.rows += 1;
-        Ok(())
+        open.push(beacon)
     }
 
     /// Appends the rows `rows` (ascending) of `batch`, a batch of this table's schema.
     pub(crate) fn add(&mut self, batch: RecordBatch, rows: Vec<u32>) -> Result<(), ArrowError> {
         self.close_open()?;
-        self.rows += rows.len();
         self.segments.push((batch, rows));
         Ok(())
     }
@@ -290,7 +283,8 @@ impl PartitionRows {
     /// Rows held.
     #[cfg(test)]
     pub(crate) fn rows(&self) -> usize {
-        self.rows
+        let segments: usize = self.segments.iter().map(|(_, rows)| rows.len()).sum();
+        segments + self.open.as_ref().map_or(0, TableBuffer::rows)
     }
 
     /// The rows in the order of the table's published sort key (rows equal in the key keep their
@@ -343,12 +337,13 @@ impl SortedRows {
     }
 }
 
-/// The string column `name` of `batch`.
-fn text<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray, ArrowError> {
+/// Column `name` of `batch` as its concrete array type, looked up by name (a projection keeps a file's
+/// column order).
+pub(crate) fn column_as<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, ArrowError> {
     batch
         .column_by_name(name)
-        .and_then(|array| array.as_string_opt::<i32>())
-        .ok_or_else(|| ArrowError::SchemaError(format!("sort column {name:?} missing or mistyped")))
+        .and_then(|array| array.as_any().downcast_ref::<T>())
+        .ok_or_else(|| ArrowError::SchemaError(format!("column {name:?} missing or mistyped")))
 }
 
 /// The chosen rows of `segments` as (segment, row) in the order of the table's sort key: `cdn` (nulls
@@ -361,13 +356,14 @@ fn sort_order(table: Table, segments: &[(RecordBatch, Vec<u32>)]) -> Result<Vec<
     let mut seqs = Vec::with_capacity(total);
     let mut places = Vec::with_capacity(total);
     for (segment, (batch, rows)) in segments.iter().enumerate() {
-        let cdn = if by_cdn { Some(text(batch, "cdn")?) } else { None };
-        let room = text(batch, "room_id")?;
-        let session = text(batch, "session_id")?;
-        let seq = batch
-            .column_by_name("seq")
-            .and_then(|array| array.as_primitive_opt::<Int64Type>())
-            .ok_or_else(|| ArrowError::SchemaError("sort column \"seq\" missing or mistyped".to_string()))?;
+        let cdn = if by_cdn {
+            Some(column_as::<StringArray>(batch, "cdn")?)
+        } else {
+            None
+        };
+        let room = column_as::<StringArray>(batch, "room_id")?;
+        let session = column_as::<StringArray>(batch, "session_id")?;
+        let seq = column_as::<Int64Array>(batch, "seq")?;
         for &row in rows {
             let at = row as usize;
             if let Some(cdn) = cdn {
@@ -496,10 +492,7 @@ mod tests {
                 Table::Play => expected.sort_by_key(|b| (b.cdn.as_deref(), &b.room_id, &b.session_id, b.seq)),
                 _ => expected.sort_by_key(|b| (&b.room_id, &b.session_id, b.seq)),
             }
-            let times = batch
-                .column_by_name("ts")
-                .unwrap()
-                .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+            let times = column_as::<arrow::array::TimestampMillisecondArray>(&batch, "ts").unwrap();
             let got: Vec<u64> = times.values().iter().map(|ts| *ts as u64).collect();
             let want: Vec<u64> = expected.iter().map(|b| b.ts).collect();
             assert_eq!(got, want, "{table:?}");

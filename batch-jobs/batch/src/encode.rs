@@ -78,24 +78,21 @@ fn encode_sorted(sorted: &SortedRows, threads: usize, properties: WriterProperti
     while start < sorted.rows() {
         let range = start..(start + row_group_rows.max(1)).min(sorted.rows());
         start = range.end;
-        // The column writers of each field (one per Parquet leaf), taken by whichever thread encodes it.
+        // The column writers of each field (one per Parquet leaf), taken by whichever thread is free.
         let mut writers = factory
             .create_column_writers(row_group)
             .map_err(BatchError::Parquet)?
             .into_iter();
         row_group += 1;
-        let tasks: Vec<Mutex<Option<Vec<ArrowColumnWriter>>>> = fields
+        let mut queue: Vec<(usize, Vec<ArrowColumnWriter>)> = fields
             .iter()
-            .map(|field| Mutex::new(Some(writers.by_ref().take(leaves(field.data_type())).collect())))
+            .enumerate()
+            .map(|(index, field)| (index, writers.by_ref().take(leaves(field.data_type())).collect()))
             .collect();
-        let chunks: Vec<Mutex<Option<Chunks>>> = fields.iter().map(|_| Mutex::new(None)).collect();
-        let next = Mutex::new(0usize);
-        let encode_field = |index: usize| -> Chunks {
-            let writers = tasks[index]
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .take()
-                .unwrap_or_default();
+        // Taken from the end: the first fields first.
+        queue.reverse();
+        let queue = Mutex::new(queue);
+        let encode_field = |index: usize, writers: Vec<ArrowColumnWriter>| -> Chunks {
             let array = sorted.column(index, range.clone()).map_err(arrow_error)?;
             let leaves = compute_leaves(fields[index], &array).map_err(BatchError::Parquet)?;
             if leaves.len() != writers.len() {
@@ -113,34 +110,36 @@ fn encode_sorted(sorted: &SortedRows, threads: usize, properties: WriterProperti
             }
             Ok(done)
         };
-        let work = || loop {
-            let index = {
-                let mut next = next.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                let index = *next;
-                *next += 1;
-                index
-            };
-            if index >= fields.len() {
-                return;
+        let work = || {
+            let mut encoded = Vec::new();
+            loop {
+                let next = queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+                let Some((index, writers)) = next else { return encoded };
+                encoded.push((index, encode_field(index, writers)));
             }
-            let result = encode_field(index);
-            *chunks[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(result);
         };
-        let helpers_joined = std::thread::scope(|scope| {
+        let mut encoded = std::thread::scope(|scope| {
             let helpers: Vec<_> = (1..threads.min(fields.len())).map(|_| scope.spawn(work)).collect();
-            work();
-            helpers.into_iter().all(|helper| helper.join().is_ok())
-        });
-        if !helpers_joined {
-            return Err(BatchError::Join("a Parquet encoding thread panicked".to_string()));
+            let mut encoded = work();
+            for helper in helpers {
+                let Ok(theirs) = helper.join() else {
+                    return Err(BatchError::Join("a Parquet encoding thread panicked".to_string()));
+                };
+                encoded.extend(theirs);
+            }
+            Ok(encoded)
+        })?;
+        if encoded.len() != fields.len() {
+            return Err(BatchError::Join(format!(
+                "{} of {} columns encoded",
+                encoded.len(),
+                fields.len()
+            )));
         }
+        encoded.sort_unstable_by_key(|(index, _)| *index);
         let mut group = file.next_row_group().map_err(BatchError::Parquet)?;
-        for (field, slot) in fields.iter().zip(chunks) {
-            let result = slot.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let Some(result) = result else {
-                return Err(BatchError::Join(format!("column {:?} was not encoded", field.name())));
-            };
-            for chunk in result? {
+        for (_, chunks) in encoded {
+            for chunk in chunks? {
                 chunk.append_to_row_group(&mut group).map_err(BatchError::Parquet)?;
             }
         }

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use arrow::array::{AsArray, Int64Array, TimestampMillisecondArray};
+use arrow::array::{Int64Array, TimestampMillisecondArray};
 use qoe_schemas::tables::Table;
 use qoe_schemas::{Beacon, Family, FieldError};
 use xxhash_rust::xxh3::{xxh3_128, xxh3_128_with_seed};
@@ -126,6 +126,13 @@ struct SourceState {
     last_offset: Option<i64>,
     oldest: Option<Instant>,
     fingerprint: Option<String>,
+}
+
+impl SourceState {
+    /// Whether `offset` is before the resume point or not after the last offset offered.
+    fn already_seen(&self, offset: i64) -> bool {
+        offset < self.next_offset || self.last_offset.is_some_and(|last| offset <= last)
+    }
 }
 
 /// A parsed block's batches, and the rows of each accepted and not yet handed to the partitions.
@@ -350,7 +357,7 @@ impl Job {
         let Some(state) = self.sources.get(source) else {
             return Err(BatchError::SourceNotOpen(source.to_string()));
         };
-        if offset < state.next_offset || state.last_offset.is_some_and(|last| offset <= last) {
+        if state.already_seen(offset) {
             self.metrics.already_stored.inc();
             return Ok(Offer::AlreadyStored);
         }
@@ -445,8 +452,7 @@ impl Job {
     /// point or not after the last one offered; otherwise the offset joins the next flush.
     fn admit_offset(&mut self, source: &str, offset: i64) -> Result<Option<Offer>, BatchError> {
         let state = self.state(source)?;
-        let already_seen = offset < state.next_offset || state.last_offset.is_some_and(|last| offset <= last);
-        if already_seen {
+        if state.already_seen(offset) {
             self.metrics.already_stored.inc();
             return Ok(Some(Offer::AlreadyStored));
         }

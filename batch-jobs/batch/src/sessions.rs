@@ -15,7 +15,7 @@ use qoe_schemas::tables::{self, Table};
 use qoe_schemas::{Beacon, BeaconType, ErrorCategory};
 use std::collections::BTreeMap;
 
-use crate::columns::{Cell, ColumnBuilder};
+use crate::columns::{column_as, Cell, ColumnBuilder};
 
 /// What a session's first frame looked like.
 #[derive(Debug, Clone, PartialEq, PartialOrd)]
@@ -355,19 +355,12 @@ fn session_cell<'a>(row: &'a SessionRow, name: &str) -> Cell<'a> {
     }
 }
 
-fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, ArrowError> {
-    batch
-        .column_by_name(name)
-        .and_then(|array| array.as_any().downcast_ref::<T>())
-        .ok_or_else(|| ArrowError::SchemaError(format!("play_sessions file: column {name:?} missing or mistyped")))
-}
-
 /// Reads `play_sessions` rows back from a record batch of the published schema.
 pub fn rows_from_batch(batch: &RecordBatch) -> Result<Vec<SessionRow>, ArrowError> {
-    let text = |name| column::<StringArray>(batch, name);
-    let ints = |name| column::<Int64Array>(batch, name);
-    let times = |name| column::<TimestampMillisecondArray>(batch, name);
-    let bools = |name| column::<BooleanArray>(batch, name);
+    let text = |name| column_as::<StringArray>(batch, name);
+    let ints = |name| column_as::<Int64Array>(batch, name);
+    let times = |name| column_as::<TimestampMillisecondArray>(batch, name);
+    let bools = |name| column_as::<BooleanArray>(batch, name);
     let get_text = |array: &StringArray, row: usize| array.is_valid(row).then(|| array.value(row).to_string());
     let get_int = |array: &Int64Array, row: usize| array.is_valid(row).then(|| array.value(row));
     let get_time = |array: &TimestampMillisecondArray, row: usize| array.is_valid(row).then(|| array.value(row));
@@ -377,7 +370,7 @@ pub fn rows_from_batch(batch: &RecordBatch) -> Result<Vec<SessionRow>, ArrowErro
     for name in ATTRIBUTES {
         attribute_arrays.push(text(name)?);
     }
-    let exp = column::<MapArray>(batch, "exp")?;
+    let exp = column_as::<MapArray>(batch, "exp")?;
     let (session_id, room_id, platform) = (text("session_id")?, text("room_id")?, text("platform")?);
     let (start_time, last_time, first_frame_time, end_time) = (
         times("start_time")?,

@@ -2,6 +2,13 @@
 //! from what it committed, and staging the `play_sessions` files of a flush.
 
 use super::*;
+use crate::columns::column_as;
+use arrow::array::StringArray;
+
+/// An Arrow error reading a committed file, with the file's path.
+fn file_error(path: &std::path::Path, error: arrow::error::ArrowError) -> BatchError {
+    BatchError::Arrow(format!("{}: {error}", path.display()))
+}
 
 impl Job {
     /// Rebuilds the de-duplication set and the session index of a source from its committed files.
@@ -14,22 +21,10 @@ impl Job {
                 .files_since(table, dedup_from, |name| name.starts_with(&data_prefix))?
             {
                 for batch in warehouse::read_parquet(&path, &["session_id", "seq", "event_time"])? {
-                    // A projection keeps the file's column order: look columns up by name.
-                    let sessions = batch
-                        .column_by_name("session_id")
-                        .and_then(|array| array.as_string_opt::<i32>());
-                    let seqs = batch
-                        .column_by_name("seq")
-                        .and_then(|array| array.as_any().downcast_ref::<Int64Array>());
-                    let times = batch
-                        .column_by_name("event_time")
-                        .and_then(|array| array.as_any().downcast_ref::<TimestampMillisecondArray>());
-                    let (Some(sessions), Some(seqs), Some(times)) = (sessions, seqs, times) else {
-                        return Err(BatchError::Arrow(format!(
-                            "{}: unexpected column types",
-                            path.display()
-                        )));
-                    };
+                    let in_file = |error| file_error(&path, error);
+                    let sessions = column_as::<StringArray>(&batch, "session_id").map_err(in_file)?;
+                    let seqs = column_as::<Int64Array>(&batch, "seq").map_err(in_file)?;
+                    let times = column_as::<TimestampMillisecondArray>(&batch, "event_time").map_err(in_file)?;
                     for row in 0..batch.num_rows() {
                         let time = times.value(row);
                         if time < dedup_from {
@@ -48,18 +43,9 @@ impl Job {
             .files_since(Table::PlaySessions, sessions_from, |name| name == sessions_name)?
         {
             for batch in warehouse::read_parquet(&path, &["session_id", "start_time"])? {
-                let sessions = batch
-                    .column_by_name("session_id")
-                    .and_then(|array| array.as_string_opt::<i32>());
-                let starts = batch
-                    .column_by_name("start_time")
-                    .and_then(|array| array.as_any().downcast_ref::<TimestampMillisecondArray>());
-                let (Some(sessions), Some(starts)) = (sessions, starts) else {
-                    return Err(BatchError::Arrow(format!(
-                        "{}: unexpected column types",
-                        path.display()
-                    )));
-                };
+                let in_file = |error| file_error(&path, error);
+                let sessions = column_as::<StringArray>(&batch, "session_id").map_err(in_file)?;
+                let starts = column_as::<TimestampMillisecondArray>(&batch, "start_time").map_err(in_file)?;
                 for row in 0..batch.num_rows() {
                     let start_ms = starts.value(row);
                     if start_ms < sessions_from {
@@ -137,7 +123,7 @@ impl Job {
             let mut rows = HashMap::new();
             if path.exists() {
                 for batch in warehouse::read_parquet(&path, &[])? {
-                    for row in rows_from_batch(&batch).map_err(|error| BatchError::Arrow(error.to_string()))? {
+                    for row in rows_from_batch(&batch).map_err(|error| file_error(&path, error))? {
                         rows.insert((row.session_id.clone(), row.start_time), row);
                     }
                 }
