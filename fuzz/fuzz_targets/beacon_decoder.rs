@@ -2,8 +2,9 @@
 //!
 //! The first byte picks the encoding and format; the rest is the body. Invariants checked:
 //! nothing panics; decompressed output never exceeds its limit; a batch never has more items than
-//! allowed; the typed fast path (`parse_beacon`) and the slow path (`validate`) agree on every item;
-//! and every beacon that validates serializes to JSON that validates again to the same value.
+//! allowed; the scanner (`qoe_schemas::scan`) gives serde's value whenever it gives one; the typed
+//! fast path (`parse_beacon`) and the slow path (`validate`) agree on every item; and every beacon
+//! that validates serializes to JSON that validates again to the same value.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -36,6 +37,11 @@ fuzz_target!(|data: &[u8]| {
         let Item::Json(text) = item else {
             continue;
         };
+        // The hand-written reader gives serde's value whenever it gives one.
+        if let Some(scanned) = qoe_schemas::scan::beacon(&text) {
+            let derived = serde_json::from_str::<qoe_schemas::Beacon>(&text).ok();
+            assert_eq!(derived.as_ref(), Some(&scanned), "the scanner and serde disagree on {text}");
+        }
         // The fast path and the slow path agree on every item.
         let fast = qoe_schemas::parse_beacon(&text);
         match serde_json::from_str::<serde_json::Value>(&text) {

@@ -9,6 +9,7 @@
 //!   field and the problem;
 //! - [`wire`], the `POST /v1/beacons` request contract: encodings, formats, limits;
 //! - [`tables`], the Arrow schemas of the Parquet warehouse tables;
+//! - [`scan`], the fast reader of beacons in their common form (in front of serde's derived one);
 //! - [`time`], UTC dates and RFC 3339 times of epoch milliseconds;
 //! - the published JSON Schema (`schemas/beacon-v1.schema.json`, also as [`BEACON_V1_JSON_SCHEMA`]).
 //!
@@ -38,6 +39,7 @@
 pub mod beacon;
 pub mod fields;
 mod record;
+pub mod scan;
 pub mod tables;
 pub mod time;
 mod typed;

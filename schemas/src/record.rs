@@ -69,10 +69,7 @@ pub fn first_line_fingerprint(start: &[u8]) -> String {
 /// The typed path (as [`crate::parse_valid`] for SDK beacons): the record deserializes straight into a
 /// [`Beacon`], the beacon part passes the fast validator and the enrichment is in range.
 fn parse_fast(text: &str) -> Option<Beacon> {
-    if !text.trim_start().starts_with('{') {
-        return None;
-    }
-    let mut beacon = serde_json::from_str::<Beacon>(text).ok()?;
+    let mut beacon = crate::scan::typed(text)?;
     let received_at = beacon.received_at.take();
     let event_time = beacon.event_time.take();
     let client_subnet = beacon.client_subnet.take();

@@ -148,11 +148,7 @@ pub fn parse_beacon(text: &str) -> Result<Beacon, FieldError> {
 /// integral floats in integer fields), `None` otherwise, without saying why. When it returns `Some`,
 /// `text` itself is a valid beacon exactly as it stands, so it may be stored as it is.
 pub fn parse_valid(text: &str) -> Option<Beacon> {
-    // serde's derived struct visitor also takes the sequence form `[1, "play_start", ...]`.
-    if !text.trim_start().starts_with('{') {
-        return None;
-    }
-    let beacon = serde_json::from_str::<Beacon>(text).ok()?;
+    let beacon = crate::scan::typed(text)?;
     crate::typed::is_valid(&beacon).then_some(beacon)
 }
 
