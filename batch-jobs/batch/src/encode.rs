@@ -8,9 +8,13 @@
 //! [`crate::warehouse::encode_parquet`] over the sorted batch: the same writer settings, schema and
 //! row groups.
 
+use std::ops::Range;
 use std::sync::Mutex;
 
+use arrow::array::ArrayRef;
 use arrow::datatypes::{DataType, Field};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowColumnWriter};
 use parquet::arrow::ArrowWriter;
 use qoe_schemas::tables::{self, Table};
@@ -57,11 +61,37 @@ pub(crate) fn encode_partitions(
         .collect()
 }
 
-/// Encodes sorted rows as the bytes of a Parquet file written with `properties`, each row group's
-/// columns on `threads` threads. Row groups are cut by row count only: the properties must not ask
-/// for cuts by size or content, which only `ArrowWriter` itself makes.
+/// Encodes one record batch of `table`'s published schema as [`crate::warehouse::encode_parquet`]
+/// does (the same bytes), each row group's columns on every core.
+pub(crate) fn encode_batch(table: Table, batch: &RecordBatch) -> Result<Vec<u8>, BatchError> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let properties = writer_properties(table, &batch.schema(), ROW_GROUP_ROWS)?;
+    let column = |index: usize, range: Range<usize>| Ok(batch.column(index).slice(range.start, range.len()));
+    encode_columns(table, batch.num_rows(), &column, threads, properties)
+}
+
+/// Encodes sorted rows as the bytes of a Parquet file written with `properties` (see
+/// [`encode_columns`]).
 fn encode_sorted(sorted: &SortedRows, threads: usize, properties: WriterProperties) -> Result<Vec<u8>, BatchError> {
-    let schema = tables::schema(sorted.table());
+    let column = |index: usize, range: Range<usize>| sorted.column(index, range);
+    encode_columns(sorted.table(), sorted.rows(), &column, threads, properties)
+}
+
+/// A column (by schema position) of the rows in a range.
+type ColumnOf<'a> = dyn Fn(usize, Range<usize>) -> Result<ArrayRef, ArrowError> + Sync + 'a;
+
+/// Encodes `rows` rows of `table`, whose columns `column` gives, as the bytes of a Parquet file
+/// written with `properties`, each row group's columns on `threads` threads. Row groups are cut by
+/// row count only: the properties must not ask for cuts by size or content, which only `ArrowWriter`
+/// itself makes.
+fn encode_columns(
+    table: Table,
+    rows: usize,
+    column: &ColumnOf<'_>,
+    threads: usize,
+    properties: WriterProperties,
+) -> Result<Vec<u8>, BatchError> {
+    let schema = tables::schema(table);
     let Some(row_group_rows) = properties.max_row_group_row_count() else {
         return Err(BatchError::Arrow("row groups need a row count limit".to_string()));
     };
@@ -75,8 +105,8 @@ fn encode_sorted(sorted: &SortedRows, threads: usize, properties: WriterProperti
     let fields: Vec<&Field> = schema.fields().iter().map(|field| field.as_ref()).collect();
     let mut start = 0;
     let mut row_group = 0;
-    while start < sorted.rows() {
-        let range = start..(start + row_group_rows.max(1)).min(sorted.rows());
+    while start < rows {
+        let range = start..(start + row_group_rows.max(1)).min(rows);
         start = range.end;
         // The column writers of each field (one per Parquet leaf), taken by whichever thread is free.
         let mut writers = factory
@@ -93,7 +123,7 @@ fn encode_sorted(sorted: &SortedRows, threads: usize, properties: WriterProperti
         queue.reverse();
         let queue = Mutex::new(queue);
         let encode_field = |index: usize, writers: Vec<ArrowColumnWriter>| -> Chunks {
-            let array = sorted.column(index, range.clone()).map_err(arrow_error)?;
+            let array = column(index, range.clone()).map_err(arrow_error)?;
             let leaves = compute_leaves(fields[index], &array).map_err(BatchError::Parquet)?;
             if leaves.len() != writers.len() {
                 return Err(BatchError::Arrow(format!(
@@ -209,6 +239,20 @@ mod tests {
         let expected = writer.into_inner().unwrap();
         let sorted = partition(&beacons).into_sorted().unwrap();
         assert_eq!(encode_sorted(&sorted, 2, small()).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_whole_batch_gives_the_bytes_of_the_whole_batch_writer() {
+        let batch = partition(&beacons()).finish_sorted().unwrap();
+        assert_eq!(
+            encode_batch(Table::Play, &batch).unwrap(),
+            encode_parquet(Table::Play, &batch).unwrap()
+        );
+        let empty = RecordBatch::new_empty(tables::schema(Table::PlaySessions));
+        assert_eq!(
+            encode_batch(Table::PlaySessions, &empty).unwrap(),
+            encode_parquet(Table::PlaySessions, &empty).unwrap()
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::columns::column_as;
+use crate::encode::encode_batch;
 use arrow::array::StringArray;
 
 /// An Arrow error reading a committed file, with the file's path.
@@ -149,7 +150,7 @@ impl Job {
         }
         let tmp_dir = self.warehouse.tmp_dir(source).join(&self.writer);
         for (hour, rows) in files {
-            let mut rows: Vec<SessionRow> = rows.into_values().collect();
+            let rows: Vec<SessionRow> = rows.into_values().collect();
             let path = format!("{}/{file_name}", Warehouse::partition(Table::PlaySessions, hour));
             if rows.is_empty() {
                 moves.push(Move {
@@ -159,12 +160,14 @@ impl Job {
                 });
                 continue;
             }
-            rows.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
-            let ordered: Vec<&SessionRow> = rows.iter().collect();
+            // Sorted as references: a row is a few hundred bytes.
+            let mut ordered: Vec<&SessionRow> = rows.iter().collect();
+            ordered.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
             let batch = sessions_batch(&ordered).map_err(|error| BatchError::Arrow(error.to_string()))?;
+            let bytes = encode_batch(Table::PlaySessions, &batch)?;
             let tmp_name = format!("{seq}.{}.sessions.parquet", moves.len());
             self.step()?;
-            warehouse::write_parquet(&tmp_dir.join(&tmp_name), Table::PlaySessions, &batch)?;
+            warehouse::write_synced(&tmp_dir.join(&tmp_name), &bytes)?;
             self.metrics
                 .rows
                 .with_label_values(&[Table::PlaySessions.name()])
