@@ -79,25 +79,22 @@ impl Job {
         partials: Partials,
         moves: &mut Vec<Move>,
     ) -> Result<(), BatchError> {
-        // One partial row per (session, row generation), in that order.
-        let mut partials: Vec<((String, u32), u128, SessionRow)> = partials
+        // One partial row per (session key, row generation), in that order.
+        let mut partials: Vec<((u128, u32), SessionRow)> = partials
             .into_iter()
-            .flat_map(|(key, rows)| {
-                rows.into_iter()
-                    .map(move |(generation, row)| ((row.session_id.clone(), generation), key, row))
-            })
+            .flat_map(|(key, rows)| rows.into_iter().map(move |(generation, row)| ((key, generation), row)))
             .collect();
         if partials.is_empty() {
             return Ok(());
         }
-        partials.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        partials.sort_unstable_by_key(|(order, _)| *order);
         let Some(state) = self.sources.get(source) else {
             return Err(BatchError::SourceNotOpen(source.to_string()));
         };
         // Where each partial's row was committed (if it was) and where it goes.
         let mut placements = Vec::with_capacity(partials.len());
         let mut hours = BTreeSet::new();
-        for ((session, generation), key, partial) in partials {
+        for ((key, generation), partial) in partials {
             let slot = state.sessions.get(&key);
             let place = slot.and_then(|slot| {
                 [Some(slot.current), slot.prior]
@@ -110,40 +107,40 @@ impl Job {
             });
             hours.insert(hour_of(start));
             hours.extend(committed_start.map(hour_of));
-            placements.push((session, committed_start, start, partial));
+            placements.push((key, committed_start, start, partial));
         }
         let file_name = Warehouse::sessions_file_name(source);
-        // Each touched hour's stored rows, by (session, start): a session cut in two has two rows.
-        let mut files: BTreeMap<i64, HashMap<(String, i64), SessionRow>> = BTreeMap::new();
+        // Each touched hour's stored rows, by (session key, start): a session cut in two has two rows.
+        let mut files: BTreeMap<i64, HashMap<(u128, i64), SessionRow, Hasher>> = BTreeMap::new();
         for hour in &hours {
             let path = self
                 .warehouse
                 .root()
                 .join(Warehouse::partition(Table::PlaySessions, *hour))
                 .join(&file_name);
-            let mut rows = HashMap::new();
+            let mut rows = HashMap::default();
             if path.exists() {
                 for batch in warehouse::read_parquet(&path, &[])? {
+                    rows.reserve(batch.num_rows());
                     for row in rows_from_batch(&batch).map_err(|error| file_error(&path, error))? {
-                        rows.insert((row.session_id.clone(), row.start_time), row);
+                        rows.insert((session_key(&row.session_id), row.start_time), row);
                     }
                 }
             }
             files.insert(*hour, rows);
         }
-        for (session, committed_start, start, mut row) in placements {
+        for (key, committed_start, start, mut row) in placements {
             if let Some(committed_start) = committed_start {
                 let stored_rows = files.get_mut(&hour_of(committed_start));
-                if let Some(stored) = stored_rows.and_then(|rows| rows.remove(&(session.to_string(), committed_start)))
-                {
+                if let Some(stored) = stored_rows.and_then(|rows| rows.remove(&(key, committed_start))) {
                     row.merge(stored);
                 }
             }
             if let Some(rows) = files.get_mut(&hour_of(start)) {
-                match rows.get_mut(&(session.to_string(), row.start_time)) {
+                match rows.get_mut(&(key, row.start_time)) {
                     Some(existing) => existing.merge(row),
                     None => {
-                        rows.insert((session.to_string(), row.start_time), row);
+                        rows.insert((key, row.start_time), row);
                     }
                 }
             }
