@@ -1,4 +1,5 @@
-//! A flush's beacon files encoded as Parquet on every core, column by column.
+//! A flush's files encoded as Parquet on every core, column by column: the beacon files from their
+//! sorted rows, and the `play_sessions` files from their record batches ([`encode_batch`]).
 //!
 //! One flush usually holds one large file (the `play` rows of the current hour) and a few small ones.
 //! Encoding whole files on separate threads left one core idle while the other encoded the large file,

@@ -148,7 +148,7 @@ fn offer_block(
 /// Reads an NDJSON file of beacon records (one per line; the line number, from 0, is the offset) into
 /// the warehouse, resuming after the last line committed by an earlier run over the same file name.
 /// A reader thread cuts the file into blocks of lines, one worker per core parses them into columns
-/// ([`crate::parse`]), and the job decides on each record in offset order. Stops early, after
+/// (`src/parse.rs`), and the job decides on each record in offset order. Stops early, after
 /// committing what it read, when `shutdown` is cancelled.
 pub fn run_file(
     path: &Path,

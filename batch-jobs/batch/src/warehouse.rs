@@ -384,14 +384,9 @@ fn sync_dir(dir: &Path) -> Result<(), BatchError> {
         .map_err(|error| io_error(dir, error))
 }
 
-/// Writes one record batch as a zstd Parquet file sorted by the table's key, with page statistics, and
-/// fsyncs it.
-pub fn write_parquet(path: &Path, table: Table, batch: &RecordBatch) -> Result<(), BatchError> {
-    write_synced(path, &encode_parquet(table, batch)?)
-}
-
-/// Encodes one record batch as the bytes of a zstd Parquet file (see [`write_parquet`]); no IO, so a
-/// flush can encode its files on several threads.
+/// Encodes one record batch as the bytes of a warehouse file (`writer_properties`) with one
+/// `ArrowWriter`; no IO. The job writes its files column by column on every core instead, with the
+/// same bytes (`src/encode.rs`, whose tests hold it to this function).
 pub fn encode_parquet(table: Table, batch: &RecordBatch) -> Result<Vec<u8>, BatchError> {
     let schema = batch.schema();
     let properties = writer_properties(table, &schema, ROW_GROUP_ROWS)?;
