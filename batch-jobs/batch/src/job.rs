@@ -3,8 +3,8 @@
 //!
 //! Determinism is what makes restarts exact. Every decision depends only on the records of the source
 //! in offset order and on the committed warehouse, never on wall-clock time or on where flushes fell:
-//! - the watermark `w` of a source is the largest event time among its records so far (saved with
-//!   each commit);
+//! - the watermark `w` of a source is the largest event time among its accepted beacons so far (a
+//!   duplicate or an invalid record does not move it; saved with each commit);
 //! - a beacon is a duplicate when an accepted beacon of the same source with the same
 //!   `(session_id, seq)` has an event time at or after `w - dedup_horizon` (`w` before this beacon);
 //!   after a restart that set is rebuilt from the source's files of the partitions within the horizon;
