@@ -51,6 +51,32 @@ pub enum Level {
     Series,
 }
 
+impl Level {
+    /// Every level, for exhaustive checks.
+    pub const ALL: [Level; 7] = [
+        Level::Publisher,
+        Level::Cdn,
+        Level::Edge,
+        Level::Network,
+        Level::Room,
+        Level::Service,
+        Level::Series,
+    ];
+
+    /// The level's name in alert events and documents (`publisher`, `cdn`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Publisher => "publisher",
+            Level::Cdn => "cdn",
+            Level::Edge => "edge",
+            Level::Network => "network",
+            Level::Room => "room",
+            Level::Service => "service",
+            Level::Series => "series",
+        }
+    }
+}
+
 /// The place an alert points at.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -193,21 +219,9 @@ impl AlertEvent {
         let mut labels = self.labels.clone();
         labels.insert("alertname".to_string(), self.rule.clone());
         labels.insert("severity".to_string(), self.severity.clone());
-        labels.insert("level".to_string(), level_name(self.localisation.level).to_string());
+        labels.insert("level".to_string(), self.localisation.level.as_str().to_string());
         labels.insert("target".to_string(), self.localisation.target.clone());
         labels
-    }
-}
-
-pub(crate) fn level_name(level: Level) -> &'static str {
-    match level {
-        Level::Publisher => "publisher",
-        Level::Cdn => "cdn",
-        Level::Edge => "edge",
-        Level::Network => "network",
-        Level::Room => "room",
-        Level::Service => "service",
-        Level::Series => "series",
     }
 }
 
@@ -286,6 +300,13 @@ pub fn webhook_payloads(events: &[AlertEvent], options: &WebhookOptions) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn level_names_are_the_serialized_names() {
+        for level in Level::ALL {
+            assert_eq!(serde_json::to_value(level).unwrap(), level.as_str(), "{level:?}");
+        }
+    }
 
     #[test]
     fn rfc3339_matches_known_instants() {

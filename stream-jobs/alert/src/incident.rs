@@ -255,7 +255,7 @@ pub(crate) fn detect(
         };
         let mut labels = BTreeMap::from([
             ("room_id".to_string(), room.to_string()),
-            ("level".to_string(), crate::event::level_name(level).to_string()),
+            ("level".to_string(), level.as_str().to_string()),
             ("target".to_string(), target.clone()),
         ]);
         if level == Level::Edge {
@@ -336,7 +336,7 @@ pub(crate) fn detect(
         for (level, target, cdn) in places {
             let mut labels = BTreeMap::from([
                 ("scope".to_string(), "fleet".to_string()),
-                ("level".to_string(), crate::event::level_name(level).to_string()),
+                ("level".to_string(), level.as_str().to_string()),
                 ("target".to_string(), target.clone()),
             ]);
             if let Some(cdn) = &cdn {
@@ -358,7 +358,7 @@ pub(crate) fn detect(
                 },
                 summary: format!(
                     "viewers of many rooms re-entering (joins and leaves spiking together) on {} {target}",
-                    crate::event::level_name(level)
+                    level.as_str()
                 ),
             });
         }
