@@ -1,6 +1,6 @@
 //! The batch job's own metrics (`qoe_batch_*`), in a Prometheus registry of their own.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// The batch job's metrics. Labels are bounded: outcome, reject reason, table, source (a Kafka
 /// partition or an input file).
@@ -28,6 +28,9 @@ pub struct Metrics {
     /// `qoe_batch_resume_skipped_offsets_total`: offsets between where a partition's source resumed
     /// (its manifest) and the first record the broker returned after it (records never stored).
     pub resume_skipped: IntCounter,
+    /// `qoe_batch_assigned_partitions`: partitions of the beacon topic the consumer group assigned to
+    /// this job (`--input kafka`; 0 before the first assignment and after a revocation).
+    pub assigned_partitions: IntGauge,
     /// `records{outcome="accepted"}`, resolved once.
     pub accepted: IntCounter,
     /// `records{outcome="duplicate"}`, resolved once.
@@ -84,6 +87,11 @@ impl Metrics {
             "Offsets between a source's resume point and the first record the broker returned after it",
         )
         .expect("valid metric");
+        let assigned_partitions = IntGauge::new(
+            "qoe_batch_assigned_partitions",
+            "Partitions of the beacon topic assigned to this job by its consumer group",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(records.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(rejected.clone()),
@@ -93,6 +101,7 @@ impl Metrics {
             Box::new(committed_offset.clone()),
             Box::new(session_late.clone()),
             Box::new(resume_skipped.clone()),
+            Box::new(assigned_partitions.clone()),
         ] {
             registry.register(collector).expect("unique metric names");
         }
@@ -103,6 +112,7 @@ impl Metrics {
             already_stored: records.with_label_values(&["already_stored"]),
             session_late,
             resume_skipped,
+            assigned_partitions,
             registry,
             records,
             rejected,

@@ -244,10 +244,11 @@ pub struct KafkaInput {
     pub exit_when_idle: Option<Duration>,
 }
 
-/// Partitions revoked by a rebalance, handed from the consumer's callback to the loop.
-#[derive(Default)]
+/// Partitions revoked by a rebalance, handed from the consumer's callback to the loop, and the
+/// assignment's size as a gauge.
 struct RebalanceContext {
     revoked: Mutex<Vec<i32>>,
+    assigned: prometheus::IntGauge,
 }
 
 impl ClientContext for RebalanceContext {}
@@ -255,8 +256,15 @@ impl ClientContext for RebalanceContext {}
 impl ConsumerContext for RebalanceContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
+            self.assigned.set(0);
             let mut revoked = self.revoked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             revoked.extend(partitions.elements().iter().map(|element| element.partition()));
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            self.assigned.set(i64::try_from(partitions.count()).unwrap_or(i64::MAX));
         }
     }
 }
@@ -336,7 +344,10 @@ pub fn run_kafka(
     for (key, value) in &input.options {
         client.set(key, value);
     }
-    let context = RebalanceContext::default();
+    let context = RebalanceContext {
+        revoked: Mutex::default(),
+        assigned: metrics.assigned_partitions.clone(),
+    };
     let consumer: BaseConsumer<RebalanceContext> = client
         .create_with_context(context)
         .map_err(|error| BatchError::Kafka(error.to_string()))?;
@@ -362,6 +373,15 @@ pub fn run_kafka(
             let source = partition_source(partition);
             job.close_source(&source);
             opened.retain(|known| *known != source);
+        }
+        // Idle only when the poll itself found nothing: after a long flush the records that came
+        // meanwhile are waiting in the consumer's queue.
+        if let (None, Some(idle)) = (&message, input.exit_when_idle) {
+            // Before the first record, allow for joining the group (tansu takes about 23 s).
+            let limit = if seen_record { idle } else { idle.max(FIRST_RECORD_WAIT) };
+            if last_record.elapsed() >= limit {
+                break;
+            }
         }
         match message {
             None => {}
@@ -392,13 +412,6 @@ pub fn run_kafka(
         if !due.is_empty() {
             let committed = flush(&mut job, &mut report, due)?;
             commit_group(&consumer, &input.topic, &committed, CommitMode::Async);
-        }
-        if let Some(idle) = input.exit_when_idle {
-            // Before the first record, allow for joining the group (tansu takes about 23 s).
-            let limit = if seen_record { idle } else { idle.max(FIRST_RECORD_WAIT) };
-            if last_record.elapsed() >= limit {
-                break;
-            }
         }
     }
     let pending = job.pending();

@@ -223,7 +223,23 @@ pub fn run_kafka(
     let mut last_warning: Option<Instant> = None;
     let mut finished = false;
     while !shutdown.is_cancelled() {
-        match consumer.poll(Duration::from_millis(100)) {
+        let message = consumer.poll(Duration::from_millis(100));
+        // Idle only when the poll itself found nothing: after a long delivery the records that came
+        // meanwhile are waiting in the consumer's queue, and the time since the last one processed
+        // says nothing about them.
+        if let (None, Some(idle)) = (&message, input.exit_when_idle) {
+            let quiet = match last_record {
+                Some(at) => at.elapsed() >= idle,
+                None => started.elapsed() >= idle.max(Duration::from_secs(60)),
+            };
+            if quiet {
+                let emissions = driver.engine.finish();
+                driver.deliver(emissions)?;
+                finished = true;
+                break;
+            }
+        }
+        match message {
             None => {}
             Some(Err(error)) if last_warning.is_none_or(|at: Instant| at.elapsed() >= Duration::from_secs(10)) => {
                 tracing::warn!(%error, "kafka consumer error (retrying; logged at most every 10 s)");
@@ -249,18 +265,6 @@ pub fn run_kafka(
                     driver.deliver(early)?;
                     next_early = Some(Instant::now() + every);
                 }
-            }
-        }
-        if let Some(idle) = input.exit_when_idle {
-            let quiet = match last_record {
-                Some(at) => at.elapsed() >= idle,
-                None => started.elapsed() >= idle.max(Duration::from_secs(60)),
-            };
-            if quiet {
-                let emissions = driver.engine.finish();
-                driver.deliver(emissions)?;
-                finished = true;
-                break;
             }
         }
     }

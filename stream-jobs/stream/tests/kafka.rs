@@ -290,3 +290,49 @@ fn the_checkpoint_with_the_largest_save_number_wins_whatever_its_partition() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(report.records, records.len() as u64 - 100, "{report:?}");
 }
+
+/// An output whose first write takes `delay`, as a slow Elasticsearch bulk would.
+struct SlowFirstWrite {
+    inner: NdjsonOutput,
+    delay: Option<Duration>,
+}
+
+impl Output for SlowFirstWrite {
+    fn name(&self) -> String {
+        "slow-first-write".to_string()
+    }
+
+    fn write(&mut self, emissions: &[qoe_rollup::Emission]) -> Result<(), qoe_stream::StreamError> {
+        if let Some(delay) = self.delay.take() {
+            std::thread::sleep(delay);
+        }
+        self.inner.write(emissions)
+    }
+}
+
+/// `exit_when_idle` means no record for that long, not that long since the last record processed:
+/// a write longer than the idle time, with records waiting in the topic, must not end the run.
+#[test]
+fn a_write_longer_than_the_idle_time_does_not_end_the_run_early() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _context = runtime.enter();
+    let (_cluster, brokers) = mock_cluster(1);
+    let records = lines();
+    produce(&brokers, &records);
+    let dir = std::env::temp_dir().join(format!("qoe-stream-kafka-slow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut outputs: Vec<Box<dyn Output>> = vec![Box::new(SlowFirstWrite {
+        inner: NdjsonOutput::new(&dir).unwrap(),
+        delay: Some(Duration::from_millis(2_500)),
+    })];
+    let report = run_kafka(
+        &input(&brokers, "slow-write", Some(Duration::from_secs(1))),
+        engine(),
+        &mut outputs,
+        &Metrics::new(),
+        &CancellationToken::new(),
+    )
+    .unwrap();
+    assert_eq!(report.records, records.len() as u64, "{report:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
