@@ -372,6 +372,26 @@ impl Pacer {
     }
 }
 
+/// How often a paused sender looks at its [`Pause`] switch again.
+const PAUSE_POLL: Duration = Duration::from_millis(20);
+/// A paused sender still starts one request this often (see [`crate::Pause`]).
+const PAUSED_REQUEST_EVERY: Duration = Duration::from_millis(250);
+
+/// Waits while `pause` is set, at most [`PAUSED_REQUEST_EVERY`]; false if shutdown came first.
+async fn wait_while_paused(pause: Option<&crate::Pause>, shutdown: &CancellationToken) -> bool {
+    let Some(pause) = pause else {
+        return true;
+    };
+    let waiting = Instant::now();
+    while pause.is_paused() && waiting.elapsed() < PAUSED_REQUEST_EVERY {
+        tokio::select! {
+            () = tokio::time::sleep(PAUSE_POLL) => {}
+            () = shutdown.cancelled() => return false,
+        }
+    }
+    true
+}
+
 /// Waits until the real clock reaches `ts`; false if shutdown came first.
 async fn wait_for_wall_clock(ts: u64, shutdown: &CancellationToken) -> bool {
     loop {
@@ -511,7 +531,8 @@ async fn send_all(
     let mut interrupted = false;
     while let Some(batch) = source.next(shutdown).await {
         let ready = pacer.wait(batch.beacons, shutdown).await
-            && (!config.hold_future || wait_for_wall_clock(batch.last_ts, shutdown).await);
+            && (!config.hold_future || wait_for_wall_clock(batch.last_ts, shutdown).await)
+            && wait_while_paused(config.pause.as_ref(), shutdown).await;
         if !ready {
             interrupted = true;
             break;

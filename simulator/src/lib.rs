@@ -58,6 +58,8 @@ mod sink;
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -89,6 +91,44 @@ impl fmt::Display for Target {
             Target::File(path) => write!(f, "file:{}", path.display()),
             Target::Discard => f.write_str("discard"),
         }
+    }
+}
+
+/// Back-pressure from the receiving side of an HTTP simulation: while paused, the sender slows to a
+/// trickle of one request every 250 ms (requests in flight finish). For a pipeline that must not
+/// fall too far behind the sender, such as `qoe demo` on a broker that keeps only a few megabytes
+/// per partition. A trickle rather than a stop, so that a consumer that ends when no record came
+/// for a few seconds (`exit_when_idle`) does not take the pause for the end of the traffic. Clones
+/// share the switch.
+#[derive(Debug, Clone, Default)]
+pub struct Pause(Arc<AtomicBool>);
+
+impl Pause {
+    /// A switch, not paused.
+    pub fn new() -> Self {
+        Pause::default()
+    }
+
+    /// Holds new requests back until [`Pause::resume`].
+    pub fn pause(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Lets requests go again.
+    pub fn resume(&self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether new requests are held back.
+    pub fn is_paused(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Two handles are equal when they are the same switch.
+impl PartialEq for Pause {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
@@ -139,6 +179,8 @@ pub struct SimConfig {
     pub request_timeout: Duration,
     /// Attempts per batch on 429/503 and transport errors before the batch counts as failed.
     pub max_attempts: u32,
+    /// HTTP only: a switch the receiving side flips to hold the sender back (see [`Pause`]).
+    pub pause: Option<Pause>,
 }
 
 impl Default for SimConfig {
@@ -163,6 +205,7 @@ impl Default for SimConfig {
             hold_future: true,
             request_timeout: Duration::from_secs(30),
             max_attempts: 10,
+            pause: None,
         }
     }
 }

@@ -13,7 +13,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use qoe_schemas::wire::{self, BodyFormat, ContentEncoding, Item, Limits};
 use qoe_schemas::Beacon;
-use qoe_simulator::{generate, run, SimConfig, Target};
+use qoe_simulator::{generate, run, Pause, SimConfig, Target};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -218,6 +218,31 @@ async fn http_holds_beacons_until_their_time_and_respects_the_rate() {
     assert_eq!(report.accepted, 3_000);
     // 3000 beacons at 2000/s: the first batch goes at once, the rest over about 1.45 s.
     assert!(report.elapsed_secs >= 1.3, "{report}");
+}
+
+#[tokio::test]
+async fn a_paused_sender_trickles_until_resumed() {
+    let mock = Arc::new(Mock::default());
+    let address = start_mock(Arc::clone(&mock)).await;
+    let pause = Pause::new();
+    pause.pause();
+    let config = SimConfig {
+        hold_future: false,
+        batch_size: 50,
+        pause: Some(pause.clone()),
+        ..small_config(http_target(address, WRITE_KEY))
+    };
+    let run = tokio::spawn(run(config, CancellationToken::new()));
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // One request every 250 ms while paused: about 5 in 1.1 s, of the dozens the run needs.
+    let while_paused = mock.seen.lock().unwrap().requests;
+    assert!((1..=8).contains(&while_paused), "{while_paused} requests while paused");
+    assert!(!run.is_finished());
+    pause.resume();
+    let report = run.await.unwrap().unwrap();
+    assert!(report.accepted > 0, "{report}");
+    assert_eq!(report.accepted, report.generated, "{report}");
+    assert_eq!(mock.seen.lock().unwrap().requests, report.requests);
 }
 
 #[tokio::test]
