@@ -7,6 +7,7 @@
 mod alert;
 mod batch;
 mod collector;
+mod demo;
 mod es_args;
 mod index;
 mod metrics_server;
@@ -45,6 +46,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole pipeline on an embedded broker over simulated hours with two incidents, and
+    /// print the alerts, the warehouse and the reports it produced.
+    Demo(Box<demo::DemoArgs>),
     /// Run the beacon collector: HTTP intake, validation, enrichment, produce to Kafka.
     Collector(Box<collector::CollectorArgs>),
     /// Generate simulated beacon traffic into a collector or an NDJSON file.
@@ -77,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
             qoe_collector::run(config, shutdown).await?;
         }
         Command::Simulate(args) => simulate::run(args, shutdown).await?,
+        Command::Demo(args) => demo::run(*args, shutdown).await?,
         Command::Quickstart(args) => quickstart::run(args, shutdown).await?,
         Command::Topics(args) => topics::run(args).await?,
         Command::Batch(args) => batch::run(args, shutdown).await?,

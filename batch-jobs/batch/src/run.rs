@@ -244,10 +244,12 @@ pub struct KafkaInput {
     pub exit_when_idle: Option<Duration>,
 }
 
-/// Partitions revoked by a rebalance, handed from the consumer's callback to the loop, and the
+/// Partitions revoked by a rebalance, handed from the consumer's callback to the loop; when the last
+/// rebalance ended (no records come while the group rebalances, which is not idleness); and the
 /// assignment's size as a gauge.
 struct RebalanceContext {
     revoked: Mutex<Vec<i32>>,
+    rebalanced_at: Mutex<Option<Instant>>,
     assigned: prometheus::IntGauge,
 }
 
@@ -256,16 +258,20 @@ impl ClientContext for RebalanceContext {}
 impl ConsumerContext for RebalanceContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
-            self.assigned.set(0);
             let mut revoked = self.revoked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             revoked.extend(partitions.elements().iter().map(|element| element.partition()));
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(partitions) = rebalance {
-            self.assigned.set(i64::try_from(partitions.count()).unwrap_or(i64::MAX));
-        }
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
+        // The whole assignment, whatever the protocol: an incremental (cooperative) rebalance names
+        // only the partitions that changed.
+        let assigned = consumer.assignment().map_or(0, |assignment| assignment.count());
+        self.assigned.set(i64::try_from(assigned).unwrap_or(i64::MAX));
+        *self
+            .rebalanced_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
     }
 }
 
@@ -346,6 +352,7 @@ pub fn run_kafka(
     }
     let context = RebalanceContext {
         revoked: Mutex::default(),
+        rebalanced_at: Mutex::default(),
         assigned: metrics.assigned_partitions.clone(),
     };
     let consumer: BaseConsumer<RebalanceContext> = client
@@ -374,12 +381,19 @@ pub fn run_kafka(
             job.close_source(&source);
             opened.retain(|known| *known != source);
         }
-        // Idle only when the poll itself found nothing: after a long flush the records that came
-        // meanwhile are waiting in the consumer's queue.
+        // Idle only when the poll itself found nothing (after a long flush the records that came
+        // meanwhile are waiting in the consumer's queue), counted from the last record or the end
+        // of the last rebalance, whichever is later.
         if let (None, Some(idle)) = (&message, input.exit_when_idle) {
             // Before the first record, allow for joining the group (tansu takes about 23 s).
             let limit = if seen_record { idle } else { idle.max(FIRST_RECORD_WAIT) };
-            if last_record.elapsed() >= limit {
+            let rebalanced_at = *consumer
+                .context()
+                .rebalanced_at
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let quiet_since = rebalanced_at.map_or(last_record, |at| at.max(last_record));
+            if quiet_since.elapsed() >= limit {
                 break;
             }
         }
