@@ -692,3 +692,57 @@ fn duckdb_query(warehouse: &Path) -> String {
         warehouse.display()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("qoe-demo-dirs-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn a_rerun_replaces_the_demo_outputs_and_keeps_other_files() {
+        let out = scratch("rerun");
+        let first = Dirs::prepare(&out).unwrap();
+        std::fs::create_dir_all(first.warehouse.join("play")).unwrap();
+        std::fs::write(first.warehouse.join("play/stale.parquet"), "old").unwrap();
+        std::fs::write(first.alerts.join("alerts.ndjson"), "{}\n").unwrap();
+        std::fs::write(out.join("notes.txt"), "mine").unwrap();
+
+        let second = Dirs::prepare(&out).unwrap();
+        assert!(!second.warehouse.exists(), "the old warehouse is gone");
+        assert_eq!(
+            std::fs::read_dir(&second.alerts).unwrap().count(),
+            0,
+            "the old alerts are gone"
+        );
+        assert!(second.rollups.is_dir());
+        assert_eq!(std::fs::read_to_string(out.join("notes.txt")).unwrap(), "mine");
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+
+    #[test]
+    fn a_directory_without_the_marker_is_refused_untouched() {
+        let out = scratch("foreign");
+        std::fs::create_dir_all(out.join("warehouse")).unwrap();
+        std::fs::write(out.join("warehouse/data.parquet"), "theirs").unwrap();
+        let error = Dirs::prepare(&out).err().expect("refused").to_string();
+        assert!(
+            error.contains("not empty and not a directory an earlier demo wrote"),
+            "{error}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.join("warehouse/data.parquet")).unwrap(),
+            "theirs"
+        );
+        // An empty directory is fine.
+        let empty = scratch("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        assert!(Dirs::prepare(&empty).is_ok());
+        std::fs::remove_dir_all(&out).unwrap();
+        std::fs::remove_dir_all(&empty).unwrap();
+    }
+}
