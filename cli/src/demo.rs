@@ -45,8 +45,9 @@ use incidents::{clock, day, describe_incident, print_alerts, read_alerts};
 /// Run the whole pipeline on an embedded broker over simulated hours with two incidents.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct DemoArgs {
-    /// Directory for everything the demo writes (rollups, alerts, warehouse, reports). A directory
-    /// left by an earlier demo is emptied first; any other non-empty directory is refused.
+    /// Directory for everything the demo writes (rollups, alerts, warehouse, reports). In a directory
+    /// an earlier demo wrote, its outputs are replaced (other files are left alone); any other
+    /// non-empty directory is refused.
     #[arg(long, default_value = "qoe-demo")]
     out: PathBuf,
     /// Simulated hours of traffic, ending now, 2 to 48 (the incidents fall at about a third and
