@@ -232,3 +232,35 @@ fn real_broker_a_resume_inside_a_batch_stores_or_reports_every_record() {
         "every record after the resume point is stored or reported"
     );
 }
+
+/// `qoe_batch_assigned_partitions` shows the partitions the consumer group gave the job: the whole
+/// topic for a single member.
+#[test]
+fn the_assigned_partitions_gauge_shows_the_whole_assignment() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(qoe_schemas::BEACONS_TOPIC, 4, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = KafkaInput {
+        brokers: cluster.bootstrap_servers(),
+        topic: qoe_schemas::BEACONS_TOPIC.to_string(),
+        group_id: "batch-gauge".to_string(),
+        options: Vec::new(),
+        exit_when_idle: None,
+    };
+    let metrics = Metrics::new();
+    assert_eq!(metrics.assigned_partitions.get(), 0);
+    let shutdown = CancellationToken::new();
+    let job = {
+        let (metrics, shutdown) = (metrics.clone(), shutdown.clone());
+        let config = JobConfig::new(dir.path().join("warehouse"));
+        std::thread::spawn(move || run_kafka(&input, config, metrics, &shutdown))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metrics.assigned_partitions.get() == 0 && Instant::now() < deadline && !job.is_finished() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(metrics.assigned_partitions.get(), 4);
+    assert!(metrics.render().contains("qoe_batch_assigned_partitions 4"));
+    shutdown.cancel();
+    job.join().expect("job thread").expect("batch job");
+}
