@@ -290,6 +290,9 @@ pub(crate) async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::
     }
 
     let topic_records = progress.topic_totals().await?;
+    let pauses = progress.pauses.load(Ordering::Relaxed);
+    // The last client of the broker goes before the broker does.
+    drop(progress);
     // Dropping the mock cluster stops and joins its broker threads (it cannot move to another
     // thread, so this one is marked as blocking instead).
     tokio::task::block_in_place(move || drop(cluster));
@@ -306,7 +309,6 @@ pub(crate) async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::
         qoe_schemas::DLQ_TOPIC,
         topic_records.dropped
     );
-    let pauses = progress.pauses.load(Ordering::Relaxed);
     if pauses > 0 {
         let times = if pauses == 1 { "once" } else { "times" };
         let count = if pauses == 1 {
