@@ -1,0 +1,438 @@
+//! The Grafana dashboards of `dashboards/grafana/` against the index templates and the API:
+//! - every field a panel, a query or a variable uses exists in the template's mappings, with a type
+//!   its aggregation accepts (sums on numbers, percentiles on `histogram` fields, terms on keywords,
+//!   time on dates);
+//! - every rollup query keeps to the rules of `qoe_es::searches`: one grain, final documents only;
+//! - the search Grafana's Elasticsearch data source builds from each panel's query is one the API
+//!   document accepts. `build_search` restates that translation for the parts these dashboards use,
+//!   after Grafana's backend (`pkg/tsdb/elasticsearch`: `data_query.go`, `client/search_request.go`,
+//!   `client/aggregation_builder.go`): it is our restatement, not Grafana's code. Grafana sends it
+//!   in an `_msearch`; each search there has the body of `_search`, which is what is checked. Three
+//!   shorthands Elasticsearch accepts are rewritten to the API document's long forms before the
+//!   check: `aggs` as `aggregations`; a script given as a string as `{"source": ...}`; and the
+//!   epoch-millisecond bounds of the time filter as strings (the document types the bounds of an
+//!   untyped `range` as objects, and those of a date `range` as date-math strings).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use qoe_es::template::{alert_mappings, rollup_mappings};
+use serde_json::{json, Map, Value};
+use support::openapi::Spec;
+
+fn dashboards_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dashboards/grafana/dashboards")
+}
+
+fn dashboards() -> Vec<(String, Value)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dashboards_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|ext| ext == "json") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            let dashboard: Value =
+                serde_json::from_str(&text).unwrap_or_else(|error| panic!("{name}: not JSON: {error}"));
+            found.push((name, dashboard));
+        }
+    }
+    assert!(!found.is_empty(), "no dashboards in {}", dashboards_dir().display());
+    found
+}
+
+/// The mapped type of `field` (a dotted path for object fields), if mapped.
+fn field_type(mappings: &Value, field: &str) -> Option<String> {
+    let mut properties = &mappings["properties"];
+    let mut parts = field.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let mapping = properties.get(part)?;
+        if parts.peek().is_none() {
+            return mapping["type"].as_str().map(str::to_string);
+        }
+        properties = &mapping["properties"];
+    }
+    None
+}
+
+/// The mappings of the index a data source uid reads.
+fn mappings_of(uid: &str) -> Value {
+    match uid {
+        "qoe-rollups" => rollup_mappings(),
+        "qoe-alerts" => alert_mappings(),
+        other => panic!("unknown data source uid {other:?} (expected qoe-rollups or qoe-alerts)"),
+    }
+}
+
+const NUMERIC: &[&str] = &["long", "integer", "double"];
+
+/// Problems with one field used by an aggregation or a query term.
+fn check_field(mappings: &Value, use_: &str, field: &str, accepted: &[&str], at: &str, problems: &mut Vec<String>) {
+    match field_type(mappings, field) {
+        None => problems.push(format!("{at}: {use_} on {field:?}, which the template does not map")),
+        Some(found) if !accepted.contains(&found.as_str()) => problems.push(format!(
+            "{at}: {use_} on {field:?}, mapped as {found}, expected one of {accepted:?}"
+        )),
+        Some(_) => {}
+    }
+}
+
+/// The `field:` terms of a Lucene query (the simple `name:value` form these dashboards use).
+fn query_fields(query: &str) -> Vec<String> {
+    query
+        .split_whitespace()
+        .filter_map(|token| token.split_once(':'))
+        .map(|(name, _)| name.trim_start_matches(['(', '-', '+']).to_string())
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+/// Every panel of a dashboard, rows included.
+fn panels(dashboard: &Value) -> Vec<&Value> {
+    let mut found = Vec::new();
+    for panel in dashboard["panels"].as_array().into_iter().flatten() {
+        found.push(panel);
+        found.extend(panel["panels"].as_array().into_iter().flatten());
+    }
+    found
+}
+
+/// Grafana's variables replaced as the "All" option does (`*`).
+fn with_variables(query: &str) -> String {
+    query.replace("${cdn:lucene}", "*")
+}
+
+fn check_target(name: &str, panel: &Value, target: &Value, problems: &mut Vec<String>) {
+    let at = format!("{name}: panel {:?} query {}", panel["title"], target["refId"]);
+    let uid = target["datasource"]["uid"].as_str().unwrap_or_default();
+    let mappings = mappings_of(uid);
+    let time_field = target["timeField"].as_str().unwrap_or_default();
+    check_field(&mappings, "the time field", time_field, &["date"], &at, problems);
+    let query = target["query"].as_str().unwrap_or_default();
+    for field in query_fields(query) {
+        check_field(
+            &mappings,
+            "a query term",
+            &field,
+            &["keyword", "boolean"],
+            &at,
+            problems,
+        );
+    }
+    if uid == "qoe-rollups" {
+        for rule in ["grain:", "final:true"] {
+            if !query.contains(rule) {
+                problems.push(format!(
+                    "{at}: the query {query:?} lacks {rule} (one grain, final documents only)"
+                ));
+            }
+        }
+    }
+    for metric in target["metrics"].as_array().into_iter().flatten() {
+        let field = metric["field"].as_str().unwrap_or_default();
+        match metric["type"].as_str().unwrap_or_default() {
+            "sum" | "avg" | "min" | "max" => check_field(&mappings, "a sum", field, NUMERIC, &at, problems),
+            "percentiles" => {
+                check_field(&mappings, "percentiles", field, &["histogram"], &at, problems);
+            }
+            "cardinality" => check_field(&mappings, "a distinct count", field, &["keyword"], &at, problems),
+            "count" => {}
+            "bucket_script" => {
+                for variable in metric["pipelineVariables"].as_array().into_iter().flatten() {
+                    let source = &variable["pipelineAgg"];
+                    let known = target["metrics"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|other| &other["id"] == source && other["type"] != "bucket_script");
+                    if !known {
+                        problems.push(format!("{at}: bucket_script variable {variable} names no metric"));
+                    }
+                }
+            }
+            other => problems.push(format!("{at}: metric type {other:?} not checked by this test")),
+        }
+    }
+    for bucket in target["bucketAggs"].as_array().into_iter().flatten() {
+        let field = bucket["field"].as_str().unwrap_or_default();
+        match bucket["type"].as_str().unwrap_or_default() {
+            "terms" => check_field(&mappings, "terms", field, &["keyword"], &at, problems),
+            "date_histogram" => check_field(&mappings, "a date histogram", field, &["date"], &at, problems),
+            other => problems.push(format!("{at}: bucket type {other:?} not checked by this test")),
+        }
+    }
+}
+
+/// A setting that Grafana keeps as a string or a number, as a number.
+fn number(value: &Value) -> Option<f64> {
+    value
+        .as_f64()
+        .or_else(|| value.as_str().and_then(|text| text.parse().ok()))
+}
+
+/// The metric aggregations of a target, by id (hidden ones too: a bucket script reads them).
+fn metric_aggregations(target: &Value) -> Map<String, Value> {
+    let mut aggregations = Map::new();
+    for metric in target["metrics"].as_array().into_iter().flatten() {
+        let id = metric["id"].as_str().unwrap_or_default().to_string();
+        let field = &metric["field"];
+        let body = match metric["type"].as_str().unwrap_or_default() {
+            "count" => continue,
+            // Grafana passes the settings through: `percents` goes out as the dashboard has it.
+            "percentiles" => json!({"percentiles": {"field": field, "percents": metric["settings"]["percents"]}}),
+            "bucket_script" => {
+                let paths: Map<String, Value> = metric["pipelineVariables"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|variable| {
+                        (
+                            variable["name"].as_str().unwrap_or_default().to_string(),
+                            variable["pipelineAgg"].clone(),
+                        )
+                    })
+                    .collect();
+                json!({"bucket_script": {"buckets_path": paths, "script": metric["settings"]["script"]}})
+            }
+            kind => json!({kind: {"field": field}}),
+        };
+        aggregations.insert(id, body);
+    }
+    aggregations
+}
+
+/// The `_search` body for a target over `[from_ms, to_ms]`: the time range and the Lucene query as
+/// filters, the bucket aggregations nested in their order, the metrics inside the innermost.
+fn build_search(target: &Value, from_ms: i64, to_ms: i64) -> Value {
+    let time_field = target["timeField"].as_str().unwrap_or_default();
+    let query = with_variables(target["query"].as_str().unwrap_or_default());
+    let mut inner = metric_aggregations(target);
+    for bucket in target["bucketAggs"].as_array().into_iter().flatten().rev() {
+        let id = bucket["id"].as_str().unwrap_or_default().to_string();
+        let settings = &bucket["settings"];
+        let field = &bucket["field"];
+        let mut aggregation = match bucket["type"].as_str().unwrap_or_default() {
+            "terms" => {
+                let order_by = match settings["orderBy"].as_str().unwrap_or("_key") {
+                    "_term" => "_key",
+                    other => other,
+                };
+                json!({"terms": {
+                    "field": field,
+                    "size": number(&settings["size"]).unwrap_or(10.0) as i64,
+                    "order": {order_by: settings["order"].as_str().unwrap_or("desc")},
+                    "min_doc_count": number(&settings["min_doc_count"]).unwrap_or(1.0) as i64,
+                }})
+            }
+            "date_histogram" => json!({"date_histogram": {
+                "field": field,
+                "fixed_interval": settings["interval"].as_str().unwrap_or("1m"),
+                "min_doc_count": number(&settings["min_doc_count"]).unwrap_or(0.0) as i64,
+                "extended_bounds": {"min": from_ms, "max": to_ms},
+                "format": "epoch_millis",
+            }}),
+            other => panic!("bucket type {other}"),
+        };
+        if !inner.is_empty() {
+            aggregation["aggs"] = Value::Object(inner);
+        }
+        inner = Map::from_iter([(id, aggregation)]);
+    }
+    json!({
+        "size": 0,
+        "query": {"bool": {"filter": [
+            {"range": {time_field: {"gte": from_ms, "lte": to_ms, "format": "epoch_millis"}}},
+            {"query_string": {"analyze_wildcard": true, "query": query}},
+        ]}},
+        "aggs": inner,
+    })
+}
+
+#[test]
+fn every_field_a_dashboard_uses_is_mapped_with_a_fitting_type() {
+    let mut problems = Vec::new();
+    let mut targets = 0;
+    for (name, dashboard) in dashboards() {
+        for key in ["uid", "title", "schemaVersion", "panels"] {
+            if dashboard.get(key).is_none() {
+                problems.push(format!("{name}: no {key:?} (Grafana's dashboard JSON model)"));
+            }
+        }
+        for variable in dashboard["templating"]["list"].as_array().into_iter().flatten() {
+            let uid = variable["datasource"]["uid"].as_str().unwrap_or_default();
+            let definition: Value = serde_json::from_str(variable["query"].as_str().unwrap_or("{}")).unwrap();
+            let at = format!("{name}: variable {:?}", variable["name"]);
+            let mappings = mappings_of(uid);
+            check_field(
+                &mappings,
+                "terms",
+                definition["field"].as_str().unwrap_or_default(),
+                &["keyword"],
+                &at,
+                &mut problems,
+            );
+            for field in query_fields(definition["query"].as_str().unwrap_or_default()) {
+                check_field(
+                    &mappings,
+                    "a query term",
+                    &field,
+                    &["keyword", "boolean"],
+                    &at,
+                    &mut problems,
+                );
+            }
+        }
+        for panel in panels(&dashboard) {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                check_target(&name, panel, target, &mut problems);
+                targets += 1;
+            }
+        }
+    }
+    assert!(targets >= 6, "only {targets} queries found");
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn the_checks_catch_a_wrong_field_a_wrong_type_and_a_missing_grain() {
+    let panel = json!({"title": "bad"});
+    let target = json!({
+        "refId": "A", "datasource": {"type": "elasticsearch", "uid": "qoe-rollups"},
+        "query": "final:true", "timeField": "@timestamp",
+        "metrics": [
+            {"id": "1", "type": "sum", "field": "stall_msec"},
+            {"id": "2", "type": "percentiles", "field": "first_frame_ms.p90", "settings": {"percents": ["90"]}},
+        ],
+        "bucketAggs": [{"id": "3", "type": "terms", "field": "play_starts", "settings": {}}],
+    });
+    let mut problems = Vec::new();
+    check_target("test", &panel, &target, &mut problems);
+    let text = problems.join("\n");
+    assert!(
+        text.contains("\"stall_msec\", which the template does not map"),
+        "{text}"
+    );
+    assert!(
+        text.contains("percentiles on \"first_frame_ms.p90\", mapped as double"),
+        "{text}"
+    );
+    assert!(text.contains("terms on \"play_starts\", mapped as long"), "{text}");
+    assert!(text.contains("lacks grain:"), "{text}");
+}
+
+/// `body` in the API document's long forms: `aggs` named `aggregations`, string scripts as
+/// `{"source": ...}`, and the time filter's epoch-millisecond bounds as strings (see the module doc).
+fn as_documented(body: &Value) -> Value {
+    match body {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| {
+                    let key = if key == "aggs" {
+                        "aggregations".to_string()
+                    } else {
+                        key.clone()
+                    };
+                    let value = match (key.as_str(), value) {
+                        ("range", _) => range_as_strings(value),
+                        ("script", Value::String(source)) => json!({"source": source}),
+                        _ => as_documented(value),
+                    };
+                    (key, value)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(as_documented).collect()),
+        other => other.clone(),
+    }
+}
+
+fn range_as_strings(range: &Value) -> Value {
+    let mut range = range.clone();
+    for bounds in range.as_object_mut().into_iter().flat_map(|fields| fields.values_mut()) {
+        for key in ["gte", "lte", "gt", "lt"] {
+            if let Some(number) = bounds.get(key).and_then(Value::as_i64) {
+                bounds[key] = Value::String(number.to_string());
+            }
+        }
+    }
+    range
+}
+
+#[test]
+fn every_query_a_dashboard_sends_is_a_valid_search() {
+    let spec = Spec::load();
+    let (from_ms, to_ms) = (1_763_800_000_000, 1_763_821_600_000);
+    let mut problems = Vec::new();
+    for (name, dashboard) in dashboards() {
+        for panel in panels(&dashboard) {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let uid = target["datasource"]["uid"].as_str().unwrap_or_default();
+                let body = as_documented(&build_search(target, from_ms, to_ms));
+                let path = format!("/{uid}/_search");
+                for error in spec.check_request("POST", &path, &[], Some(&body)) {
+                    problems.push(format!(
+                        "{name}: panel {:?} query {}: {error}",
+                        panel["title"], target["refId"]
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+
+    // The checker refuses a misspelt aggregation parameter, so the loop above can fail.
+    let mut wrong = as_documented(&build_search(
+        &dashboards()[0].1["panels"][0]["targets"][0],
+        from_ms,
+        to_ms,
+    ));
+    let first = wrong["aggregations"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    wrong["aggregations"][&first]["terms"]["sizes"] = json!(5);
+    assert!(!spec
+        .check_request("POST", "/qoe-rollups/_search", &[], Some(&wrong))
+        .is_empty());
+}
+
+/// The provisioned data sources (YAML, read as lines: the workspace has no YAML parser) name the uids
+/// the dashboards use, with the index each uid's checks assume.
+#[test]
+fn the_provisioned_data_sources_are_the_ones_the_dashboards_use() {
+    let path = dashboards_dir().join("../provisioning/datasources/qoe-elasticsearch.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.lines().any(|line| line.trim() == "apiVersion: 1"));
+    let values = |key: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|line| line.trim().trim_start_matches("- ").strip_prefix(key))
+            .map(|value| value.trim().trim_matches('"').to_string())
+            .collect()
+    };
+    let uids = values("uid:");
+    assert_eq!(uids, ["qoe-rollups", "qoe-alerts"]);
+    assert_eq!(values("index:"), uids, "each data source reads the alias of its name");
+    assert_eq!(values("timeField:"), ["@timestamp", "starts_at"]);
+    for (uid, time_field) in uids.iter().zip(["@timestamp", "starts_at"]) {
+        assert_eq!(
+            field_type(&mappings_of(uid), time_field).as_deref(),
+            Some("date"),
+            "{uid}"
+        );
+    }
+    for (name, dashboard) in dashboards() {
+        for panel in panels(&dashboard) {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let uid = target["datasource"]["uid"].as_str().unwrap_or_default();
+                assert!(
+                    uids.iter().any(|known| known == uid),
+                    "{name}: data source {uid:?} is not provisioned"
+                );
+            }
+        }
+    }
+    assert_eq!(qoe_alert::ALERTS_INDEX, "qoe-alerts");
+}
