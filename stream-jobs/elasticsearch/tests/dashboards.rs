@@ -448,3 +448,92 @@ fn the_provisioned_data_sources_are_the_ones_the_dashboards_use() {
     }
     assert_eq!(qoe_alert::ALERTS_INDEX, "qoe-alerts");
 }
+
+/// The Grafana alert rules (`provisioning/alerting/qoe-rules.yaml`, YAML written in its JSON form so
+/// that this test reads it without a YAML parser): the provisioning keys Grafana requires, each
+/// rule's steps chained from its Elasticsearch query to its condition, and each query checked as
+/// the dashboards' are (fields, grain and final, a valid search).
+#[test]
+fn the_alert_rules_are_well_formed_and_query_mapped_fields() {
+    let path = dashboards_dir().join("../provisioning/alerting/qoe-rules.yaml");
+    let rules: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let spec = Spec::load();
+    let mut problems = Vec::new();
+    assert_eq!(rules["apiVersion"], 1);
+    let mut count = 0;
+    for group in rules["groups"].as_array().unwrap() {
+        for key in ["orgId", "name", "folder", "interval"] {
+            if group.get(key).is_none() {
+                problems.push(format!("group {:?}: no {key:?}", group["name"]));
+            }
+        }
+        for rule in group["rules"].as_array().unwrap() {
+            count += 1;
+            let title = rule["title"].as_str().unwrap_or_default();
+            for key in ["uid", "title", "condition", "data", "for"] {
+                if rule.get(key).is_none() {
+                    problems.push(format!("rule {title:?}: no {key:?}"));
+                }
+            }
+            let mut defined: Vec<&str> = Vec::new();
+            for step in rule["data"].as_array().into_iter().flatten() {
+                let reference = step["refId"].as_str().unwrap_or_default();
+                let model = &step["model"];
+                if model["refId"] != step["refId"] {
+                    problems.push(format!("rule {title:?} step {reference}: the model's refId differs"));
+                }
+                match step["datasourceUid"].as_str().unwrap_or_default() {
+                    "__expr__" => {
+                        let source = model["expression"].as_str().unwrap_or_default();
+                        if !defined.contains(&source) {
+                            problems.push(format!(
+                                "rule {title:?} step {reference}: reads {source:?}, not an earlier step"
+                            ));
+                        }
+                        match model["type"].as_str().unwrap_or_default() {
+                            "reduce" => {
+                                if !["last", "sum", "mean", "max", "min", "count"]
+                                    .contains(&model["reducer"].as_str().unwrap_or_default())
+                                {
+                                    problems
+                                        .push(format!("rule {title:?} step {reference}: reducer {}", model["reducer"]));
+                                }
+                            }
+                            "threshold" => {
+                                let conditions = model["conditions"].as_array().map_or(0, Vec::len);
+                                let evaluator = &model["conditions"][0]["evaluator"];
+                                let known = ["gt", "lt", "within_range", "outside_range"]
+                                    .contains(&evaluator["type"].as_str().unwrap_or_default());
+                                if conditions != 1 || !known || !evaluator["params"][0].is_number() {
+                                    problems.push(format!("rule {title:?} step {reference}: threshold {model}"));
+                                }
+                            }
+                            other => {
+                                problems.push(format!("rule {title:?} step {reference}: expression type {other:?}"))
+                            }
+                        }
+                    }
+                    uid => {
+                        let target = json!({
+                            "refId": reference, "datasource": {"type": "elasticsearch", "uid": uid},
+                            "query": model["query"], "timeField": model["timeField"],
+                            "metrics": model["metrics"], "bucketAggs": model["bucketAggs"],
+                        });
+                        check_target("qoe-rules.yaml", &json!({"title": title}), &target, &mut problems);
+                        let body = as_documented(&build_search(&target, 1_763_800_000_000, 1_763_800_600_000));
+                        for error in spec.check_request("POST", &format!("/{uid}/_search"), &[], Some(&body)) {
+                            problems.push(format!("rule {title:?} step {reference}: {error}"));
+                        }
+                    }
+                }
+                defined.push(reference);
+            }
+            let condition = rule["condition"].as_str().unwrap_or_default();
+            if !defined.contains(&condition) {
+                problems.push(format!("rule {title:?}: condition {condition:?} is no step"));
+            }
+        }
+    }
+    assert!(count >= 3, "{count} rules");
+    assert!(problems.is_empty(), "{problems:#?}");
+}
