@@ -82,6 +82,19 @@ ensure_duckdb() {
   echo "duckdb: $("$DUCKDB" --version)"
 }
 
+# PyYAML from PyPI in a virtualenv under the cache, for the deploy/ checks; exports QOE_YAML_PYTHON.
+PYYAML_VERSION=6.0.2
+PYYAML_VENV="$QOE_CACHE/pyyaml-$PYYAML_VERSION"
+ensure_pyyaml() {
+  if ! "$PYYAML_VENV/bin/python" -c "import yaml" >/dev/null 2>&1; then
+    step "installing PyYAML $PYYAML_VERSION from PyPI into $PYYAML_VENV"
+    python3 -m venv "$PYYAML_VENV"
+    "$PYYAML_VENV/bin/pip" install --quiet "PyYAML==$PYYAML_VERSION"
+  fi
+  export QOE_YAML_PYTHON="$PYYAML_VENV/bin/python"
+  echo "pyyaml: $("$QOE_YAML_PYTHON" -c 'import yaml; print(yaml.__version__)')"
+}
+
 # Debian's Chromium, for the HTML report test; exports CHROMIUM.
 ensure_chromium() {
   if ! command -v chromium >/dev/null 2>&1; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (see README): installs what it needs into ~/.cache/qoe (tansu, cargo-fuzz,
-# PyPI's duckdb-cli) and Debian's chromium if missing, then runs the format and lint checks, every test
+# PyPI's duckdb-cli and PyYAML) and Debian's chromium if missing, then runs the format and lint checks, every test
 # suite (the broker suites against a real tansu process, or against the broker in KAFKA_BROKERS if set;
 # the DuckDB and Chromium suites against the installed tools; the Elasticsearch live suite only when
 # ES_URL is set), the Arroyo path's own workspace (stream-jobs/arroyo/test.sh), and a short fuzzing run
@@ -18,9 +18,10 @@ cargo fmt --all -- --check
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "tools for the batch suites"
+step "tools for the batch suites and the deploy checks"
 ensure_duckdb
 ensure_chromium
+ensure_pyyaml
 
 if [ -z "${KAFKA_BROKERS:-}" ]; then
   step "broker"
