@@ -7,18 +7,22 @@
 //!   document accepts. `build_search` restates that translation for the parts these dashboards use,
 //!   after Grafana's backend (`pkg/tsdb/elasticsearch`: `data_query.go`, `client/search_request.go`,
 //!   `client/aggregation_builder.go`): it is our restatement, not Grafana's code. Grafana sends it
-//!   in an `_msearch`; each search there has the body of `_search`, which is what is checked. Three
+//!   in an `_msearch`; each search there has the body of `_search`, which is what is checked. Four
 //!   shorthands Elasticsearch accepts are rewritten to the API document's long forms before the
-//!   check: `aggs` as `aggregations`; a script given as a string as `{"source": ...}`; and the
-//!   epoch-millisecond bounds of the time filter as strings (the document types the bounds of an
-//!   untyped `range` as objects, and those of a date `range` as date-math strings).
+//!   check: `aggs` as `aggregations`; a script given as a string as `{"source": ...}`; a `match`
+//!   given as `{field: value}` as `{field: {"query": value}}`; and the epoch-millisecond bounds of
+//!   the time filter as strings (the document types the bounds of an untyped `range` as objects,
+//!   and those of a date `range` as date-math strings).
+//!
+//! The Kibana saved objects have their own suite (`kibana.rs`); the checks both use are in
+//! `support/checks.rs`.
 
 mod support;
 
 use std::path::{Path, PathBuf};
 
-use qoe_es::template::{alert_mappings, rollup_mappings};
 use serde_json::{json, Map, Value};
+use support::checks::{as_documented, check_field, field_type, mappings_of, query_fields, NUMERIC};
 use support::openapi::Spec;
 
 fn dashboards_dir() -> PathBuf {
@@ -40,52 +44,6 @@ fn dashboards() -> Vec<(String, Value)> {
     assert!(!found.is_empty(), "no dashboards in {}", dashboards_dir().display());
     found.sort_by(|a, b| a.0.cmp(&b.0));
     found
-}
-
-/// The mapped type of `field` (a dotted path for object fields), if mapped.
-fn field_type(mappings: &Value, field: &str) -> Option<String> {
-    let mut properties = &mappings["properties"];
-    let mut parts = field.split('.').peekable();
-    while let Some(part) = parts.next() {
-        let mapping = properties.get(part)?;
-        if parts.peek().is_none() {
-            return mapping["type"].as_str().map(str::to_string);
-        }
-        properties = &mapping["properties"];
-    }
-    None
-}
-
-/// The mappings of the index a data source uid reads.
-fn mappings_of(uid: &str) -> Value {
-    match uid {
-        "qoe-rollups" => rollup_mappings(),
-        "qoe-alerts" => alert_mappings(),
-        other => panic!("unknown data source uid {other:?} (expected qoe-rollups or qoe-alerts)"),
-    }
-}
-
-const NUMERIC: &[&str] = &["long", "integer", "double"];
-
-/// Problems with one field used by an aggregation or a query term.
-fn check_field(mappings: &Value, use_: &str, field: &str, accepted: &[&str], at: &str, problems: &mut Vec<String>) {
-    match field_type(mappings, field) {
-        None => problems.push(format!("{at}: {use_} on {field:?}, which the template does not map")),
-        Some(found) if !accepted.contains(&found.as_str()) => problems.push(format!(
-            "{at}: {use_} on {field:?}, mapped as {found}, expected one of {accepted:?}"
-        )),
-        Some(_) => {}
-    }
-}
-
-/// The `field:` terms of a Lucene query (the simple `name:value` form these dashboards use).
-fn query_fields(query: &str) -> Vec<String> {
-    query
-        .split_whitespace()
-        .filter_map(|token| token.split_once(':'))
-        .map(|(name, _)| name.trim_start_matches(['(', '-', '+']).to_string())
-        .filter(|name| !name.is_empty())
-        .collect()
 }
 
 /// Every panel of a dashboard, rows included.
@@ -330,44 +288,6 @@ fn the_checks_catch_a_wrong_field_a_wrong_type_and_a_missing_grain() {
     );
     assert!(text.contains("terms on \"play_starts\", mapped as long"), "{text}");
     assert!(text.contains("lacks grain:"), "{text}");
-}
-
-/// `body` in the API document's long forms: `aggs` named `aggregations`, string scripts as
-/// `{"source": ...}`, and the time filter's epoch-millisecond bounds as strings (see the module doc).
-fn as_documented(body: &Value) -> Value {
-    match body {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(key, value)| {
-                    let key = if key == "aggs" {
-                        "aggregations".to_string()
-                    } else {
-                        key.clone()
-                    };
-                    let value = match (key.as_str(), value) {
-                        ("range", _) => range_as_strings(value),
-                        ("script", Value::String(source)) => json!({"source": source}),
-                        _ => as_documented(value),
-                    };
-                    (key, value)
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(as_documented).collect()),
-        other => other.clone(),
-    }
-}
-
-fn range_as_strings(range: &Value) -> Value {
-    let mut range = range.clone();
-    for bounds in range.as_object_mut().into_iter().flat_map(|fields| fields.values_mut()) {
-        for key in ["gte", "lte", "gt", "lt"] {
-            if let Some(number) = bounds.get(key).and_then(Value::as_i64) {
-                bounds[key] = Value::String(number.to_string());
-            }
-        }
-    }
-    range
 }
 
 #[test]
