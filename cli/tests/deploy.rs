@@ -135,6 +135,21 @@ fn the_compose_file_runs_commands_the_binary_accepts_with_consistent_ports_and_m
             problems.push(format!("grafana: the data sources use {variable}, which is not set"));
         }
     }
+    // Kibana's saved objects are imported from the file the dashboards suite checks.
+    let setup = &services["kibana-setup"];
+    let mounted = strings(&setup["volumes"]);
+    if !mounted.iter().any(|volume| {
+        let source = volume.split(':').next().unwrap();
+        source.ends_with("dashboards/kibana/qoe-saved-objects.ndjson") && compose_dir.join(source).is_file()
+    }) {
+        problems.push(format!("kibana-setup does not mount the saved objects: {mounted:?}"));
+    }
+    if !strings(&setup["command"])
+        .concat()
+        .contains("/api/saved_objects/_import")
+    {
+        problems.push("kibana-setup does not call the import API".to_string());
+    }
     // The batch job's warehouse is a volume.
     if !strings(&services["batch"]["volumes"])
         .iter()
