@@ -1,9 +1,11 @@
 //! `deploy/`: what can be checked without a Docker engine or a Kubernetes cluster (neither runs on the
 //! development machines). The YAML is read with PyYAML (`QOE_YAML_PYTHON`, a Python that has it;
 //! `scripts/test.sh` installs one), so these tests are ignored under plain `cargo test`.
-//! - every `qoe` command line in the Compose file and the manifests, with the environment its
-//!   container gets, is accepted by the real binary (`qoe ... --help` parses every flag and value
-//!   before it prints the help, and fails on an unknown flag or a bad value);
+//! - every `qoe` command line in the Compose file and the manifests names a command and flags the
+//!   real binary knows, and every typed value on the command line parses (`qoe ... --help` parses
+//!   the line before it prints the help, and fails on an unknown flag or a value of the wrong type).
+//!   What `--help` does not check: values from the environment, required flags, and plain string
+//!   values (URLs, output specs, write keys), which the command itself checks when it starts;
 //! - every image is pinned to a tag, and the builder's Rust is the toolchain the repository pins;
 //! - ports agree: what the collector listens on is what Compose publishes and what the Service
 //!   targets; selectors match the pods they select; the Grafana mounts and variables exist.
