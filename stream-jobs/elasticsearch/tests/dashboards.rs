@@ -22,7 +22,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
-use support::checks::{as_documented, check_field, field_type, mappings_of, query_fields, NUMERIC};
+use support::checks::{as_documented, check_field, check_query, field_type, mappings_of, NUMERIC};
 use support::openapi::Spec;
 
 fn dashboards_dir() -> PathBuf {
@@ -79,25 +79,7 @@ fn check_target(name: &str, panel: &Value, target: &Value, problems: &mut Vec<St
     let time_field = target["timeField"].as_str().unwrap_or_default();
     check_field(&mappings, "the time field", time_field, &["date"], &at, problems);
     let query = target["query"].as_str().unwrap_or_default();
-    for field in query_fields(query) {
-        check_field(
-            &mappings,
-            "a query term",
-            &field,
-            &["keyword", "boolean"],
-            &at,
-            problems,
-        );
-    }
-    if uid == "qoe-rollups" {
-        for rule in ["grain:", "final:true"] {
-            if !query.contains(rule) {
-                problems.push(format!(
-                    "{at}: the query {query:?} lacks {rule} (one grain, final documents only)"
-                ));
-            }
-        }
-    }
+    check_query(uid, query, &at, problems);
     for metric in target["metrics"].as_array().into_iter().flatten() {
         let field = metric["field"].as_str().unwrap_or_default();
         match metric["type"].as_str().unwrap_or_default() {
@@ -241,16 +223,12 @@ fn every_field_a_dashboard_uses_is_mapped_with_a_fitting_type() {
                 &at,
                 &mut problems,
             );
-            for field in query_fields(definition["query"].as_str().unwrap_or_default()) {
-                check_field(
-                    &mappings,
-                    "a query term",
-                    &field,
-                    &["keyword", "boolean"],
-                    &at,
-                    &mut problems,
-                );
-            }
+            check_query(
+                uid,
+                definition["query"].as_str().unwrap_or_default(),
+                &at,
+                &mut problems,
+            );
         }
         for panel in panels(&dashboard) {
             for target in panel["targets"].as_array().into_iter().flatten() {

@@ -15,7 +15,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
-use support::checks::{as_documented, check_field, mappings_of, query_fields, NUMERIC};
+use support::checks::{as_documented, check_field, check_query, mappings_of, NUMERIC};
 use support::openapi::Spec;
 
 fn kibana_dir() -> PathBuf {
@@ -264,20 +264,7 @@ fn check_visualization(object: &Value, problems: &mut Vec<String>) -> (String, V
         let body = agg_based_search(&vis, &query, &time_field, from_ms, to_ms);
         (view, query, body)
     };
-    let mappings = mappings_of(&view);
-    for field in query_fields(&query) {
-        check_field(
-            &mappings,
-            "a query term",
-            &field,
-            &["keyword", "boolean"],
-            &at,
-            problems,
-        );
-    }
-    if view == "qoe-rollups" && !(query.contains("grain:") && query.contains("final:true")) {
-        problems.push(format!("{at}: the query {query:?} lacks grain: or final:true"));
-    }
+    check_query(&view, &query, &at, problems);
     (view, body)
 }
 

@@ -52,6 +52,25 @@ pub fn query_fields(query: &str) -> Vec<String> {
         .collect()
 }
 
+/// A query of a dashboard over the index `index`: every `field:` term a keyword or boolean the
+/// template maps, and, over the rollups, the rules of `qoe_es::searches`: one grain, final documents
+/// only (a query without them counts beacons once per grain and early results twice).
+pub fn check_query(index: &str, query: &str, at: &str, problems: &mut Vec<String>) {
+    let mappings = mappings_of(index);
+    for field in query_fields(query) {
+        check_field(&mappings, "a query term", &field, &["keyword", "boolean"], at, problems);
+    }
+    if index == "qoe-rollups" {
+        for rule in ["grain:", "final:true"] {
+            if !query.contains(rule) {
+                problems.push(format!(
+                    "{at}: the query {query:?} lacks {rule} (one grain, final documents only)"
+                ));
+            }
+        }
+    }
+}
+
 /// `body` in the API document's long forms: `aggs` named `aggregations`, string scripts as
 /// `{"source": ...}`, `match` shorthands as `{"query": ...}`, and the time filter's
 /// epoch-millisecond bounds as strings (see the module doc).
