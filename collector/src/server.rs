@@ -77,6 +77,24 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// Every `code` with its HTTP status, as documented in `collector/openapi.json` (a test checks
+    /// the two agree, and that every variant's code is listed here).
+    pub const CODES: &'static [(&'static str, u16)] = &[
+        ("missing_key", 401),
+        ("unknown_key", 401),
+        ("unsupported_encoding", 415),
+        ("unsupported_media_type", 415),
+        ("body_too_large", 413),
+        ("decoded_body_too_large", 413),
+        ("too_many_beacons", 413),
+        ("bad_compression", 400),
+        ("malformed_body", 400),
+        ("bad_sent_at", 400),
+        ("rate_limited", 429),
+        ("kafka_unavailable", 503),
+        ("shutting_down", 503),
+    ];
+
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -400,4 +418,40 @@ pub fn epoch_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_code_is_listed_with_its_status() {
+        let errors = [
+            ApiError::MissingKey,
+            ApiError::UnknownKey,
+            ApiError::Wire(WireError::UnsupportedEncoding("br".into())),
+            ApiError::Wire(WireError::UnsupportedMediaType("text/xml".into())),
+            ApiError::Wire(WireError::BodyTooLarge { size: 2, limit: 1 }),
+            ApiError::Wire(WireError::DecodedTooLarge { limit: 1 }),
+            ApiError::Wire(WireError::TooManyBeacons { limit: 1 }),
+            ApiError::Wire(WireError::BadCompression {
+                encoding: "gzip",
+                detail: "corrupt".into(),
+            }),
+            ApiError::Wire(WireError::Malformed("not JSON".into())),
+            ApiError::Wire(WireError::BadSentAt("x".into())),
+            ApiError::RateLimited {
+                key_id: "web".into(),
+                rate: 1,
+                retry_after_secs: 1,
+            },
+            ApiError::KafkaUnavailable {
+                cause: ProduceError::QueueFull,
+                retry_after_secs: 1,
+            },
+            ApiError::ShuttingDown(1),
+        ];
+        let listed: Vec<(&str, u16)> = errors.iter().map(|e| (e.code(), e.status().as_u16())).collect();
+        assert_eq!(listed, ApiError::CODES);
+    }
 }

@@ -106,6 +106,95 @@ async fn good_beacons_are_produced_enriched_and_bad_ones_go_to_the_dead_letter_t
     collector.stop().await;
 }
 
+/// End beacons that cover no time (the session ended right at a heartbeat) are accepted and stored as
+/// sent; a heartbeat of 0 ms, and an end of 0 ms with a stall counted in it, are refused with the field
+/// named and go to the dead-letter topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_beacons_that_cover_no_time_are_accepted_and_a_zero_heartbeat_is_not() {
+    let (_cluster, brokers) = cluster();
+    let collector = Collector::start(config(&brokers)).await;
+    let ts = support::now_ms() - 1_000;
+    let common = json!({"v": 1, "ts": ts, "room_id": "room-z", "platform": "web", "cdn": "cdn-a"});
+    let with = |fields: Value| {
+        let mut beacon = common.clone();
+        for (key, value) in fields.as_object().unwrap() {
+            beacon[key] = value.clone();
+        }
+        beacon
+    };
+    let zeros = json!({"interval_ms": 0, "watch_ms": 0, "stall_ms": 0, "stall_count": 0, "dropped_frames": 0});
+    let mut play_end = with(
+        json!({"type": "play_end", "session_id": "v1", "seq": 9, "reason": "exit",
+                                    "first_frame_seen": true}),
+    );
+    let mut ebvs = with(
+        json!({"type": "play_end", "session_id": "v2", "seq": 1, "reason": "exit",
+                                "first_frame_seen": false}),
+    );
+    let mut zero_heartbeat = with(json!({"type": "play_heartbeat", "session_id": "v3", "seq": 4}));
+    let mut stall_in_nothing = with(
+        json!({"type": "play_end", "session_id": "v3", "seq": 5, "reason": "exit",
+                                            "first_frame_seen": true}),
+    );
+    for beacon in [&mut play_end, &mut ebvs, &mut zero_heartbeat, &mut stall_in_nothing] {
+        for (key, value) in zeros.as_object().unwrap() {
+            beacon[key] = value.clone();
+        }
+    }
+    zero_heartbeat.as_object_mut().unwrap().remove("dropped_frames");
+    stall_in_nothing["stall_count"] = json!(1);
+    let push_end = with(
+        json!({"type": "push_end", "session_id": "p1", "seq": 30, "reason": "ended",
+                                "interval_ms": 0, "stall_ms": 0, "stall_count": 0, "dropped_frames": 0}),
+    );
+    let beacons = vec![
+        play_end.clone(),
+        zero_heartbeat,
+        ebvs.clone(),
+        stall_in_nothing,
+        push_end.clone(),
+    ];
+    let (status, _, body) = collector.post(&beacons).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 3, "{body}");
+    assert_eq!(
+        body["rejected"],
+        json!([
+            {"index": 1, "error": "interval_ms: must be >= 1 on play_heartbeat beacons, got 0"},
+            {"index": 3, "error": "stall_count: must be 0 when interval_ms is 0, got 1"}
+        ])
+    );
+
+    let mut stored: Vec<Value> = read_topic(&brokers, BEACONS, 3)
+        .into_iter()
+        .map(|(_, record)| strip_enrichment(record))
+        .collect();
+    stored.sort_by_key(|record| record["session_id"].as_str().unwrap().to_string());
+    let mut sent = vec![push_end, play_end, ebvs];
+    sent.sort_by_key(|record| record["session_id"].as_str().unwrap().to_string());
+    assert_eq!(
+        stored, sent,
+        "stored exactly as sent, with nothing but the enrichment added"
+    );
+    let letters = read_topic(&brokers, DLQ, 2);
+    let mut reasons: Vec<_> = letters
+        .iter()
+        .map(|(_, letter)| letter["reason"].as_str().unwrap().to_string())
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons, ["inconsistent", "out_of_range"]);
+    let metrics = collector.metrics().await;
+    for line in [
+        "qoe_collector_beacons_accepted_total{type=\"play_end\"} 2",
+        "qoe_collector_beacons_accepted_total{type=\"push_end\"} 1",
+        "qoe_collector_beacons_rejected_total{reason=\"inconsistent\"} 1",
+        "qoe_collector_beacons_rejected_total{reason=\"out_of_range\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    collector.stop().await;
+}
+
 fn strip_enrichment(mut record: Value) -> Value {
     for field in qoe_schemas::fields::ENRICHMENT_FIELDS {
         record.as_object_mut().unwrap().remove(*field);

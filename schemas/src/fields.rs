@@ -47,6 +47,10 @@ const ROOM: TypeSet = ROOM_JOIN.or(ROOM_LEAVE);
 const ALL: TypeSet = PLAY.or(PUSH).or(ROOM);
 /// Types that carry interval counters.
 const INTERVAL: TypeSet = PLAY_HEARTBEAT.or(PLAY_END).or(PUSH_HEARTBEAT).or(PUSH_END);
+/// Types whose `interval_ms` must be at least 1. A heartbeat reports a period that has passed; an end
+/// beacon may honestly cover no time at all (the session ended right at a heartbeat, which already
+/// reported the whole interval), so on `play_end` and `push_end` the table's minimum of 0 applies.
+pub const POSITIVE_INTERVAL: TypeSet = PLAY_HEARTBEAT.or(PUSH_HEARTBEAT);
 
 /// The largest integer every JSON implementation represents exactly (2^53 - 1).
 pub const MAX_SAFE_INTEGER: u64 = 9_007_199_254_740_991;
@@ -177,12 +181,10 @@ pub const FIELDS: &[Field] = &[
         FIRST_FRAME.or(PLAY_HEARTBEAT).or(PUSH_HEARTBEAT),
         TypeSet::NONE,
     ),
+    // At least 1 on heartbeats ([`POSITIVE_INTERVAL`], checked in validate); 0 is valid on end beacons.
     field(
         "interval_ms",
-        Kind::Int {
-            min: 1,
-            max: TEN_MINUTES_MS,
-        },
+        int(TEN_MINUTES_MS),
         INTERVAL,
         PLAY_HEARTBEAT.or(PUSH_HEARTBEAT),
     ),

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::beacon::{Beacon, BeaconType, EndReason};
-use crate::fields::{Kind, FIELDS};
+use crate::fields::{Kind, FIELDS, POSITIVE_INTERVAL};
 use crate::validate::cross_field_error;
 
 /// One field's value, borrowed from a [`Beacon`].
@@ -111,6 +111,9 @@ pub(crate) fn is_valid(beacon: &Beacon) -> bool {
             return false;
         }
     }
+    if POSITIVE_INTERVAL.contains(kind) && beacon.interval_ms == Some(0) {
+        return false;
+    }
     let get = |name: &str| match name {
         "first_frame_ms" => beacon.first_frame_ms,
         "dns_ms" => beacon.dns_ms,
@@ -119,6 +122,8 @@ pub(crate) fn is_valid(beacon: &Beacon) -> bool {
         "interval_ms" => beacon.interval_ms,
         "watch_ms" => beacon.watch_ms,
         "stall_ms" => beacon.stall_ms,
+        "stall_count" => beacon.stall_count,
+        "dropped_frames" => beacon.dropped_frames,
         _ => None,
     };
     cross_field_error(kind, get).is_none()

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use serde_json::{Map, Number, Value};
 
 use crate::beacon::{Beacon, BeaconType, EndReason};
-use crate::fields::{self, Field, Kind, ENRICHMENT_FIELDS, FIELDS};
+use crate::fields::{self, Field, Kind, ENRICHMENT_FIELDS, FIELDS, POSITIVE_INTERVAL};
 
 /// What is wrong with one beacon: the field and the problem.
 ///
@@ -96,6 +96,7 @@ pub const CROSS_FIELD_RULES: &[&str] = &[
     "first_frame: dns_ms + connect_ms + first_packet_ms <= first_frame_ms",
     "play_heartbeat, play_end: watch_ms + stall_ms <= interval_ms",
     "push_heartbeat, push_end: stall_ms <= interval_ms",
+    "play_end, push_end: interval_ms = 0 carries stall_count = 0 and dropped_frames = 0",
 ];
 
 /// Validates one beacon. On success the beacon carries no enrichment fields yet.
@@ -226,6 +227,12 @@ fn check_present_field(kind: BeaconType, name: &str, value: &mut Value) -> Resul
         ));
     }
     check_kind(field, value)?;
+    if name == "interval_ms" && POSITIVE_INTERVAL.contains(kind) && value.as_u64() == Some(0) {
+        return Err(out_of_range(
+            name,
+            format!("must be >= 1 on {kind} beacons, got {value}"),
+        ));
+    }
     let is_end_reason = name == "reason" && matches!(kind, BeaconType::PlayEnd | BeaconType::PushEnd);
     if is_end_reason {
         let text = value.as_str().unwrap_or_default();
@@ -411,14 +418,27 @@ pub(crate) fn cross_field_error(kind: BeaconType, get: impl Fn(&str) -> Option<u
                 ));
             }
             let interval = get("interval_ms")?;
-            (watch + stall > interval).then(|| {
-                FieldError::new(
+            if watch + stall > interval {
+                return Some(FieldError::new(
                     "interval_ms",
                     RejectReason::Inconsistent,
                     format!(
                         "watch_ms + stall_ms = {} is larger than interval_ms = {interval}",
                         watch + stall
                     ),
+                ));
+            }
+            // An interval that covers no time has nothing in it (heartbeats never get here with 0).
+            let counted_in_nothing = ["stall_count", "dropped_frames"].into_iter().find_map(|name| {
+                get(name)
+                    .filter(|count| interval == 0 && *count > 0)
+                    .map(|count| (name, count))
+            });
+            counted_in_nothing.map(|(name, count)| {
+                FieldError::new(
+                    name,
+                    RejectReason::Inconsistent,
+                    format!("must be 0 when interval_ms is 0, got {count}"),
                 )
             })
         }

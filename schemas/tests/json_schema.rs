@@ -259,3 +259,83 @@ fn a_repeated_exp_key_takes_the_slow_path_and_is_stored_once() {
     let beacon = qoe_schemas::parse_beacon(text).unwrap();
     assert_eq!(beacon.exp.unwrap().len(), 1);
 }
+
+/// End beacons that cover no time: the session ended right at a heartbeat, which had already reported
+/// the whole interval. Valid on both paths and in the schema; an interval of 0 is still refused on
+/// heartbeats, and counters inside an interval of 0 are refused as inconsistent by Rust and by the
+/// schema's `if`/`then`.
+#[test]
+fn end_beacons_that_cover_no_time_are_valid_and_heartbeats_are_not() {
+    let validator = schema_validator();
+    let zero_counters = |kind: &str| {
+        let mut beacon = common::base(kind);
+        for name in ["interval_ms", "watch_ms", "stall_ms", "stall_count", "dropped_frames"] {
+            if beacon.get(name).is_some() {
+                beacon[name] = json!(0);
+            }
+        }
+        beacon
+    };
+    let mut before_video_start = zero_counters("play_end");
+    before_video_start["first_frame_seen"] = json!(false);
+    let mut only_interval = common::base("push_end");
+    let map = only_interval.as_object_mut().unwrap();
+    for name in ["stall_ms", "stall_count", "dropped_frames"] {
+        map.remove(name);
+    }
+    only_interval["interval_ms"] = json!(0);
+    let mut as_float = zero_counters("play_end");
+    as_float["interval_ms"] = json!(0.0);
+    for example in [
+        zero_counters("play_end"),
+        zero_counters("push_end"),
+        before_video_start,
+        only_interval,
+        as_float,
+    ] {
+        assert!(validator.is_valid(&example), "schema refuses {example}");
+        let beacon = validate(example.clone()).unwrap_or_else(|error| panic!("{error}: {example}"));
+        assert_eq!(beacon.interval_ms, Some(0));
+        assert_eq!(qoe_schemas::parse_beacon(&example.to_string()).unwrap(), beacon);
+    }
+    // The canonical text takes the fast path: it is stored exactly as sent.
+    assert!(qoe_schemas::parse_valid(&zero_counters("play_end").to_string()).is_some());
+
+    for kind in ["play_heartbeat", "push_heartbeat"] {
+        let example = zero_counters(kind);
+        assert!(!validator.is_valid(&example), "schema accepts {example}");
+        let error = validate(example.clone()).unwrap_err();
+        assert_eq!(error.reason, RejectReason::OutOfRange);
+        assert_eq!(
+            error.to_string(),
+            format!("interval_ms: must be >= 1 on {kind} beacons, got 0")
+        );
+        assert_eq!(qoe_schemas::parse_beacon(&example.to_string()).unwrap_err(), error);
+    }
+
+    for (kind, name, message) in [
+        (
+            "play_end",
+            "stall_count",
+            "stall_count: must be 0 when interval_ms is 0, got 2",
+        ),
+        (
+            "push_end",
+            "dropped_frames",
+            "dropped_frames: must be 0 when interval_ms is 0, got 2",
+        ),
+        (
+            "play_end",
+            "watch_ms",
+            "interval_ms: watch_ms + stall_ms = 2 is larger than interval_ms = 0",
+        ),
+    ] {
+        let mut example = zero_counters(kind);
+        example[name] = json!(2);
+        assert!(!validator.is_valid(&example), "schema accepts {example}");
+        let error = validate(example.clone()).unwrap_err();
+        assert_eq!(error.reason, RejectReason::Inconsistent);
+        assert_eq!(error.to_string(), message);
+        assert_eq!(qoe_schemas::parse_beacon(&example.to_string()).unwrap_err(), error);
+    }
+}

@@ -37,6 +37,11 @@ const SLOW_FIRST_FRAME_GIVE_UP_SHARE: f64 = 0.6;
 const SOFT_ERROR_SHARE: f64 = 0.002;
 /// Share of the jitter room's viewers that leave and re-join.
 const JITTER_LEAVE_SHARE: f64 = 0.6;
+/// A session whose end falls this soon after a heartbeat ends at the heartbeat itself, as a web
+/// player's page-hide handler often fires right after a timer tick: its end beacon covers 0 ms
+/// (`interval_ms: 0`, counters 0). Applies to publishers too. No random draw: the event stream of
+/// sessions that end elsewhere is unchanged by it.
+const END_AT_TICK_MS: u64 = 250;
 /// Salt of the second random stream that picks deliberately invalid beacons.
 const INVALID_STREAM_SALT: u64 = 0x1bad_beac_0115;
 
@@ -383,16 +388,19 @@ impl BeaconStream {
     /// in between. Never schedules before `now`.
     fn schedule_next_playing_step(&mut self, slot: usize, now: u64) {
         let viewer = &self.viewers[slot];
-        let next_heartbeat_at = viewer.last_heartbeat_at + self.interval_ms;
+        let last_heartbeat_at = viewer.last_heartbeat_at;
+        let next_heartbeat_at = last_heartbeat_at + self.interval_ms;
         let end_at = viewer.end_at;
         if self.rng.random_bool(SOFT_ERROR_SHARE) {
-            let error_at = viewer.last_heartbeat_at + model::uniform_u64(&mut self.rng, 1, self.interval_ms);
+            let error_at = last_heartbeat_at + model::uniform_u64(&mut self.rng, 1, self.interval_ms);
             if error_at >= now && error_at < end_at {
                 self.schedule_viewer(slot, error_at, ViewerStep::SoftError);
             }
         }
         if next_heartbeat_at <= end_at {
             self.schedule_viewer(slot, next_heartbeat_at, ViewerStep::Heartbeat);
+        } else if end_at.saturating_sub(last_heartbeat_at) < END_AT_TICK_MS {
+            self.schedule_viewer(slot, last_heartbeat_at.max(now), ViewerStep::PlayEnd);
         } else {
             self.schedule_viewer(slot, end_at.max(now), ViewerStep::PlayEnd);
         }
@@ -591,18 +599,23 @@ impl BeaconStream {
         let viewer = &mut self.viewers[slot];
         let was_playing = viewer.state == ViewerState::Playing;
         viewer.state = ViewerState::Ended;
-        let partial_interval = was_playing && ts > viewer.last_heartbeat_at;
-        let counters = partial_interval.then(|| {
+        // A playing session reports its last partial interval; one that ends right at a heartbeat
+        // reports an interval of 0 ms, with nothing in it.
+        let counters = if !was_playing {
+            None
+        } else if ts > viewer.last_heartbeat_at {
             let from = viewer.last_heartbeat_at;
-            quality::play_counters(
+            Some(quality::play_counters(
                 &self.catalog.cdns[cdn_index],
                 &mut self.rng,
                 viewer,
                 from,
                 ts,
                 in_incident,
-            )
-        });
+            ))
+        } else {
+            Some(quality::PlayCounters::EMPTY)
+        };
         let mut beacon = viewer.beacon(&self.catalog, BeaconType::PlayEnd, ts);
         beacon.reason = Some(viewer.end_reason.as_str().to_string());
         beacon.first_frame_seen = Some(viewer.first_frame_seen);
@@ -653,14 +666,16 @@ impl BeaconStream {
                 beacon
             }
             PublisherStep::End => {
-                let has_partial_interval = ts > self.publishers[room].last_heartbeat_at;
-                let counters = has_partial_interval.then(|| self.push_interval(room, ts).0);
+                // The last partial interval, or an interval of 0 ms right at a heartbeat.
+                let counters = if ts > self.publishers[room].last_heartbeat_at {
+                    self.push_interval(room, ts).0
+                } else {
+                    quality::PushCounters::EMPTY
+                };
                 let publisher = &mut self.publishers[room];
                 let mut beacon = publisher.beacon(&self.catalog, BeaconType::PushEnd, ts);
                 beacon.reason = Some(EndReason::Ended.as_str().to_string());
-                if let Some(counters) = counters {
-                    counters.apply(&mut beacon);
-                }
+                counters.apply(&mut beacon);
                 beacon
             }
         }
@@ -681,12 +696,13 @@ impl BeaconStream {
     /// The next push heartbeat, or `push_end` at the end of the simulation.
     fn schedule_next_push_step(&mut self, room: usize, ts: u64) {
         let next_heartbeat_at = ts + self.interval_ms;
-        let step = if next_heartbeat_at < self.end_ms {
-            PublisherStep::Heartbeat
+        let (step, at) = if next_heartbeat_at < self.end_ms {
+            (PublisherStep::Heartbeat, next_heartbeat_at)
+        } else if self.end_ms.saturating_sub(ts) < END_AT_TICK_MS {
+            (PublisherStep::End, ts)
         } else {
-            PublisherStep::End
+            (PublisherStep::End, self.end_ms)
         };
-        let at = next_heartbeat_at.min(self.end_ms);
         self.schedule(
             at,
             Action::Publisher {

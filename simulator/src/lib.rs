@@ -16,7 +16,8 @@
 //!   A/B arm of experiment `abr_v2` (treatment stalls 20 % less). A session is `room_join`,
 //!   `play_start`, `first_frame` (DNS, connect and first-packet parts), a `play_heartbeat` per interval
 //!   (with the startup skip/speed-up once, in the heartbeat covering the 10 s mark), `play_end` with the
-//!   last partial interval, `room_leave`. Some sessions never start: the viewer gives up (exit before
+//!   last partial interval (`interval_ms: 0` when the session ends within 250 ms after a heartbeat: it
+//!   then ends at the heartbeat, as a page-hide handler fires right after a timer tick), `room_leave`. Some sessions never start: the viewer gives up (exit before
 //!   video start), a fatal technical error at the DNS, connect or first-packet stage, or a business
 //!   refusal (`GEO_BLOCKED`, ...). Rare non-fatal errors happen during playback.
 //! - **Warm start** (on by default): the viewers already watching at `start_ms` are in the stream from

@@ -70,6 +70,15 @@ pub(crate) struct PlayCounters {
 }
 
 impl PlayCounters {
+    /// The counters of an interval that covers no time: a session that ended right at a heartbeat.
+    pub(crate) const EMPTY: PlayCounters = PlayCounters {
+        interval_ms: 0,
+        watch_ms: 0,
+        stall_count: 0,
+        stall_ms: 0,
+        dropped_frames: 0,
+    };
+
     /// Writes the counters into a `play_heartbeat` or `play_end` beacon.
     pub(crate) fn apply(&self, beacon: &mut Beacon) {
         beacon.interval_ms = Some(self.interval_ms);
@@ -204,6 +213,14 @@ pub(crate) struct PushCounters {
 }
 
 impl PushCounters {
+    /// The counters of an interval that covers no time: a push that ended right at a heartbeat.
+    pub(crate) const EMPTY: PushCounters = PushCounters {
+        interval_ms: 0,
+        stall_count: 0,
+        stall_ms: 0,
+        dropped_frames: 0,
+    };
+
     /// Writes the counters into a `push_heartbeat` or `push_end` beacon.
     pub(crate) fn apply(&self, beacon: &mut Beacon) {
         beacon.interval_ms = Some(self.interval_ms);

@@ -84,9 +84,57 @@ fn messy_lines(beacons: &[Beacon]) -> (Vec<String>, usize) {
     (lines, retries)
 }
 
+/// End beacons that cover no time (contract v1 accepts `interval_ms: 0` with zero counters on
+/// `play_end` and `push_end`), beside those the simulator sends when a session ends right at a
+/// heartbeat: every other exit before video start and every other publisher end carry them. Asserts
+/// that each kind is present, so the checks below cover them.
+fn with_zero_interval_ends(mut beacons: Vec<Beacon>) -> Vec<Beacon> {
+    let (mut ebvs_ends, mut push_ends) = (0, 0);
+    for beacon in beacons.iter_mut() {
+        let pick = match beacon.kind {
+            BeaconType::PlayEnd if beacon.first_frame_seen == Some(false) && beacon.interval_ms.is_none() => {
+                ebvs_ends += 1;
+                ebvs_ends % 2 == 0
+            }
+            BeaconType::PushEnd => {
+                push_ends += 1;
+                push_ends % 2 == 0
+            }
+            _ => false,
+        };
+        if pick {
+            beacon.interval_ms = Some(0);
+            beacon.stall_ms = Some(0);
+            beacon.stall_count = Some(0);
+            beacon.dropped_frames = Some(0);
+            if beacon.kind == BeaconType::PlayEnd {
+                beacon.watch_ms = Some(0);
+            }
+        }
+    }
+    let zero = |kind, first_frame_seen| {
+        beacons
+            .iter()
+            .filter(|beacon| {
+                beacon.kind == kind && beacon.interval_ms == Some(0) && beacon.first_frame_seen == first_frame_seen
+            })
+            .count()
+    };
+    assert!(
+        zero(BeaconType::PlayEnd, Some(false)) > 0,
+        "no zero-interval exit before video start"
+    );
+    assert!(
+        zero(BeaconType::PlayEnd, Some(true)) > 0,
+        "the simulator sent no play_end at a heartbeat"
+    );
+    assert!(zero(BeaconType::PushEnd, None) > 0, "no zero-interval push_end");
+    beacons
+}
+
 #[test]
 fn simulator_traffic_lands_once_per_beacon_with_one_row_per_session() {
-    let beacons = simulated(150, 300, 12, 7);
+    let beacons = with_zero_interval_ends(simulated(150, 300, 12, 7));
     let (lines, retries) = messy_lines(&beacons);
     let dir = tempfile::tempdir().unwrap();
     let input = write_lines(dir.path(), "beacons.ndjson", &lines);

@@ -255,6 +255,13 @@ async fn every_analyst_query_equals_the_reports() {
         "the simulation must cross midnight: {:?}",
         sim.days
     );
+    // Sessions that end right at a heartbeat send a play_end covering 0 ms: the queries below must
+    // count them (their end reason, first_frame_seen) like any other end.
+    assert!(
+        sim.truth.zero_interval_ends.get("play_end").copied().unwrap_or(0) > 0,
+        "no zero-interval play_end in the simulation: {:?}",
+        sim.truth.zero_interval_ends
+    );
 
     let cdn = cdn_report(
         wh,

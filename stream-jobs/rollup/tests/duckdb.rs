@@ -58,9 +58,7 @@ fn beacon_lines() -> Vec<String> {
         viewers: 400,
         ..SimConfig::default()
     };
-    let lines: Vec<String> = generate(&config)
-        .map(|beacon| serde_json::to_string(&beacon).unwrap())
-        .collect();
+    let lines = with_zero_interval_ends(generate(&config).collect(), config.start_ms);
     let mut with_retries = Vec::with_capacity(lines.len() * 41 / 40);
     for (at, line) in lines.iter().enumerate() {
         with_retries.push(line.clone());
@@ -71,6 +69,76 @@ fn beacon_lines() -> Vec<String> {
     with_retries
         .chunks(60)
         .flat_map(|chunk| chunk.iter().rev().cloned())
+        .collect()
+}
+
+/// End beacons that cover no time, beside those the simulator sends (sessions that end right at a
+/// heartbeat): every other exit before video start carries `interval_ms: 0` with zero counters, and a
+/// publisher in room `room-zero` streams for 30 s and ends right at its last heartbeat. Asserts that
+/// the input holds each kind, so the comparison below covers them.
+fn with_zero_interval_ends(mut beacons: Vec<qoe_schemas::Beacon>, start_ms: u64) -> Vec<String> {
+    use qoe_schemas::BeaconType::{PlayEnd, PushEnd, PushHeartbeat, PushStart};
+    let mut ebvs_ends = 0;
+    for beacon in beacons.iter_mut() {
+        if beacon.kind == PlayEnd && beacon.first_frame_seen == Some(false) && beacon.interval_ms.is_none() {
+            ebvs_ends += 1;
+            if ebvs_ends % 2 == 0 {
+                beacon.interval_ms = Some(0);
+                beacon.watch_ms = Some(0);
+                beacon.stall_ms = Some(0);
+                beacon.stall_count = Some(0);
+                beacon.dropped_frames = Some(0);
+            }
+        }
+    }
+    let publisher = |kind, seq: u64, ts: u64| {
+        let mut text = serde_json::json!({
+            "v": 1, "type": kind, "ts": ts, "session_id": "pub-zero", "seq": seq, "room_id": "room-zero",
+            "platform": "pc", "cdn": "cdn-a", "region": "eu-west", "isp": "isp-zero"
+        });
+        if kind != "push_start" {
+            let interval = if kind == "push_end" { 0 } else { 10_000 };
+            text["interval_ms"] = interval.into();
+            text["stall_ms"] = (if kind == "push_end" { 0 } else { 700 }).into();
+            text["stall_count"] = (if kind == "push_end" { 0 } else { 2 }).into();
+            text["dropped_frames"] = (if kind == "push_end" { 0 } else { 40 }).into();
+        }
+        if kind == "push_end" {
+            text["reason"] = "ended".into();
+        }
+        qoe_schemas::parse_beacon(&text.to_string()).unwrap()
+    };
+    let at = start_ms + 95_000;
+    beacons.push(publisher("push_start", 0, at));
+    for seq in 1..=3 {
+        beacons.push(publisher("push_heartbeat", seq, at + seq * 10_000));
+    }
+    beacons.push(publisher("push_end", 4, at + 30_000));
+    beacons.sort_by_key(|beacon| beacon.ts);
+
+    let zero_ends = |kind, first_frame_seen: Option<bool>| {
+        beacons
+            .iter()
+            .filter(|beacon| beacon.kind == kind && beacon.interval_ms == Some(0))
+            .filter(|beacon| first_frame_seen.is_none() || beacon.first_frame_seen == first_frame_seen)
+            .count()
+    };
+    assert!(
+        zero_ends(PlayEnd, Some(true)) > 0,
+        "the simulator sent no play_end at a heartbeat"
+    );
+    assert!(
+        zero_ends(PlayEnd, Some(false)) > 0,
+        "no exit before video start with interval_ms 0"
+    );
+    assert!(zero_ends(PushEnd, None) > 0);
+    assert!(beacons
+        .iter()
+        .any(|beacon| beacon.kind == PushHeartbeat && beacon.session_id == "pub-zero"));
+    assert!(beacons.iter().any(|beacon| beacon.kind == PushStart));
+    beacons
+        .iter()
+        .map(|beacon| serde_json::to_string(beacon).unwrap())
         .collect()
 }
 

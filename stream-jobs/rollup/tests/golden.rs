@@ -171,3 +171,11 @@ fn late_and_duplicate_beacons() {
 fn ebvs_and_errors() {
     check_case("ebvs_and_errors", &[("counted", 12), ("rejected", 2)]);
 }
+
+/// End beacons that cover no time (`interval_ms: 0`, the session or push ended right at a heartbeat):
+/// counted as ends (EBVS included), adding nothing to the sums; a heartbeat of 0 ms and an end of 0 ms
+/// with a stall in it are refused.
+#[test]
+fn zero_interval_ends() {
+    check_case("zero_interval_ends", &[("counted", 12), ("rejected", 2)]);
+}

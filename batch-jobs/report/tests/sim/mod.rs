@@ -43,6 +43,9 @@ pub struct Truth {
     pub sessions_by_start_day: BTreeMap<NaiveDate, usize>,
     /// Of those, sessions whose latest play beacon is on a later UTC day.
     pub crossing_by_start_day: BTreeMap<NaiveDate, usize>,
+    /// `play_end` and `push_end` beacons that cover no time (`interval_ms: 0`: the session ended
+    /// right at a heartbeat), by beacon type.
+    pub zero_interval_ends: BTreeMap<&'static str, usize>,
 }
 
 /// A built warehouse (removed when dropped).
@@ -80,6 +83,9 @@ pub fn build_in(config: SimConfig, dir: tempfile::TempDir) -> Sim {
         beacon.event_time = Some(event_time);
         beacon.client_subnet = Some("203.0.113.0/24".to_string());
         beacon.key_id = Some("test".to_string());
+        if beacon.interval_ms == Some(0) {
+            *truth.zero_interval_ends.entry(beacon.kind.as_str()).or_default() += 1;
+        }
         match beacon.kind.family() {
             Family::Play => {
                 truth.play_beacons += 1;

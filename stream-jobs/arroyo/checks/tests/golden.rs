@@ -428,11 +428,19 @@ fn ebvs_and_errors() {
 }
 
 #[test]
+fn zero_interval_ends() {
+    check_case("zero_interval_ends");
+}
+
+#[test]
 fn every_golden_case_is_checked() {
     let mut cases: Vec<String> = std::fs::read_dir(case_dir(""))
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     cases.sort();
-    assert_eq!(cases, ["basic", "ebvs_and_errors", "late_and_duplicates"]);
+    assert_eq!(
+        cases,
+        ["basic", "ebvs_and_errors", "late_and_duplicates", "zero_interval_ends"]
+    );
 }
