@@ -10,6 +10,8 @@
 //! - [`wire`], the `POST /v1/beacons` request contract: encodings, formats, limits;
 //! - [`tables`], the Arrow schemas of the Parquet warehouse tables;
 //! - [`scan`], the fast reader of beacons in their common form (in front of serde's derived one);
+//! - [`text`], the rule every free string follows (no control characters, no whitespace at either
+//!   end);
 //! - [`time`], UTC dates and RFC 3339 times of epoch milliseconds;
 //! - the published JSON Schema (`schemas/beacon-v1.schema.json`, also as [`BEACON_V1_JSON_SCHEMA`]).
 //!
@@ -41,6 +43,7 @@ pub mod fields;
 mod record;
 pub mod scan;
 pub mod tables;
+pub mod text;
 pub mod time;
 mod typed;
 pub mod validate;

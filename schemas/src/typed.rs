@@ -12,6 +12,7 @@ use std::net::IpAddr;
 
 use crate::beacon::{Beacon, BeaconType, EndReason};
 use crate::fields::{Kind, FIELDS, POSITIVE_INTERVAL};
+use crate::text::text_problem;
 use crate::validate::cross_field_error;
 
 /// One field's value, borrowed from a [`Beacon`].
@@ -132,7 +133,9 @@ pub(crate) fn is_valid(beacon: &Beacon) -> bool {
 fn fits_kind(kind: Kind, value: Typed<'_>) -> bool {
     // A text has at most as many characters as bytes: count characters only for long texts.
     let text_fits = |text: &str, max_chars: usize| {
-        !text.is_empty() && (text.len() <= max_chars || text.chars().count() <= max_chars)
+        !text.is_empty()
+            && (text.len() <= max_chars || text.chars().count() <= max_chars)
+            && text_problem(text).is_none()
     };
     match (kind, value) {
         (Kind::Str { max_chars }, Typed::Str(text)) => text_fits(text, max_chars),

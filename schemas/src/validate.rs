@@ -13,6 +13,7 @@ use serde_json::{Map, Number, Value};
 
 use crate::beacon::{Beacon, BeaconType, EndReason};
 use crate::fields::{self, Field, Kind, ENRICHMENT_FIELDS, FIELDS, POSITIVE_INTERVAL};
+use crate::text::text_problem;
 
 /// What is wrong with one beacon: the field and the problem.
 ///
@@ -43,6 +44,8 @@ pub enum RejectReason {
     OutOfRange,
     /// Fields contradict each other.
     Inconsistent,
+    /// A text holds a control character or has whitespace at an end ([`crate::text`]).
+    InvalidText,
     /// The event time is too far in the future or too old (set by the collector).
     EventTime,
 }
@@ -56,6 +59,7 @@ impl RejectReason {
         RejectReason::WrongType,
         RejectReason::OutOfRange,
         RejectReason::Inconsistent,
+        RejectReason::InvalidText,
         RejectReason::EventTime,
     ];
 
@@ -68,6 +72,7 @@ impl RejectReason {
             RejectReason::WrongType => "wrong_type",
             RejectReason::OutOfRange => "out_of_range",
             RejectReason::Inconsistent => "inconsistent",
+            RejectReason::InvalidText => "invalid_text",
             RejectReason::EventTime => "event_time",
         }
     }
@@ -331,6 +336,7 @@ fn check_kind(field: &Field, value: &mut Value) -> Result<(), FieldError> {
                 if let Some(error) = length_problem(format!("key {}", quote(key)), key) {
                     return Err(error);
                 }
+                text_rule(name, "a key ", key)?;
                 let Value::String(arm) = entry else {
                     return Err(out_of_range(
                         name,
@@ -340,6 +346,7 @@ fn check_kind(field: &Field, value: &mut Value) -> Result<(), FieldError> {
                 if let Some(error) = length_problem(format!("the value of {}", quote(key)), arm) {
                     return Err(error);
                 }
+                text_rule(name, &format!("the value of {} ", quote(key)), arm)?;
             }
             Ok(())
         }
@@ -378,7 +385,20 @@ fn check_text(name: &str, text: &str, max_chars: usize) -> Result<(), FieldError
             format!("at most {max_chars} characters, got {chars}"),
         ));
     }
-    Ok(())
+    text_rule(name, "", text)
+}
+
+/// The text rule ([`crate::text`]) on a value of field `name`; `what` says which part of the field
+/// (an `exp` key or value) with a trailing space, or is empty.
+fn text_rule(name: &str, what: &str, text: &str) -> Result<(), FieldError> {
+    match text_problem(text) {
+        None => Ok(()),
+        Some(problem) => Err(FieldError::new(
+            name,
+            RejectReason::InvalidText,
+            format!("{what}{}, got {}", problem.describe(text), quote(text)),
+        )),
+    }
 }
 
 fn check_cross_field_rules(kind: BeaconType, map: &Map<String, Value>) -> Result<(), FieldError> {

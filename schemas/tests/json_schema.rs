@@ -49,6 +49,25 @@ fn probe_values() -> Vec<Value> {
         json!("256.1.1.1"),
         json!("fe80::1%eth0"),
         json!("edge-1.cdn.example"),
+        // The text rule: controls anywhere, whitespace at an end, blank values.
+        json!("a b"),
+        json!("a\u{a0}b"),
+        json!(" x"),
+        json!("x "),
+        json!("   "),
+        json!("\t"),
+        json!("room\n1"),
+        json!("a\u{0}b"),
+        json!("a\u{7f}b"),
+        json!("a\u{85}b"),
+        json!("a\u{202e}b"),
+        json!("a\u{2066}b"),
+        json!("x\u{2028}"),
+        json!("\u{feff}x"),
+        json!("\u{3000}"),
+        json!({"a\n": "b"}),
+        json!({"a": " b"}),
+        json!({"a": "b\u{200f}"}),
         json!(-1),
         json!(-0.5),
         json!(0),
@@ -338,4 +357,13 @@ fn end_beacons_that_cover_no_time_are_valid_and_heartbeats_are_not() {
         assert_eq!(error.to_string(), message);
         assert_eq!(qoe_schemas::parse_beacon(&example.to_string()).unwrap_err(), error);
     }
+}
+
+#[test]
+fn the_schemas_text_pattern_is_the_text_rule() {
+    let schema: Value = serde_json::from_str(qoe_schemas::BEACON_V1_JSON_SCHEMA).unwrap();
+    assert_eq!(
+        schema["$defs"]["text"]["pattern"],
+        json!(qoe_schemas::text::json_schema_pattern())
+    );
 }
