@@ -81,6 +81,36 @@ pub(crate) struct CollectorArgs {
     /// Graceful shutdown timeout, seconds.
     #[arg(long, env = "QOE_SHUTDOWN_TIMEOUT_SECS")]
     pub(crate) shutdown_timeout_secs: Option<u64>,
+    /// Per write key decoded body bytes/s (0: no limit).
+    #[arg(long, env = "QOE_RATE_LIMIT_BYTES")]
+    pub(crate) rate_limit_bytes: Option<u64>,
+    /// Per write key burst, decoded bytes.
+    #[arg(long, env = "QOE_RATE_BURST_BYTES")]
+    pub(crate) rate_burst_bytes: Option<u64>,
+    /// Failed authentications per second per client address (0: no limit).
+    #[arg(long, env = "QOE_AUTH_FAILURES_PER_SEC")]
+    pub(crate) auth_failures_per_sec: Option<u64>,
+    /// Failed authentications a client address may make at once.
+    #[arg(long, env = "QOE_AUTH_FAILURES_BURST")]
+    pub(crate) auth_failures_burst: Option<u64>,
+    /// Most connections open at once (0: 90 % of the descriptor limit less 256, at least 64).
+    #[arg(long, env = "QOE_MAX_CONNECTIONS")]
+    pub(crate) max_connections: Option<usize>,
+    /// Seconds from accepting a connection to the end of its first request's headers (then closed).
+    #[arg(long, env = "QOE_HEADER_TIMEOUT_SECS")]
+    pub(crate) header_timeout_secs: Option<u64>,
+    /// Seconds from a request's headers to the end of its body (then 408).
+    #[arg(long, env = "QOE_BODY_TIMEOUT_SECS")]
+    pub(crate) body_timeout_secs: Option<u64>,
+    /// Seconds a kept-alive connection may wait for its next request (then closed).
+    #[arg(long, env = "QOE_IDLE_TIMEOUT_SECS")]
+    pub(crate) idle_timeout_secs: Option<u64>,
+    /// Most bytes of request bodies held at once, received and decompressed (then 503).
+    #[arg(long, env = "QOE_MAX_INFLIGHT_BYTES")]
+    pub(crate) max_inflight_bytes: Option<u64>,
+    /// Serve /metrics on this address instead of the public one.
+    #[arg(long, env = "QOE_METRICS_LISTEN")]
+    pub(crate) metrics_listen: Option<SocketAddr>,
 }
 
 impl CollectorArgs {
@@ -122,6 +152,19 @@ impl CollectorArgs {
         set(&mut config.trust_forwarded_for, self.trust_forwarded_for);
         set(&mut config.cors_allow_origin, self.cors_allow_origin.clone());
         set(&mut config.shutdown_timeout_secs, self.shutdown_timeout_secs);
+        set(&mut config.rate_limit.bytes_per_sec, self.rate_limit_bytes);
+        set(&mut config.rate_limit.burst_bytes, self.rate_burst_bytes);
+        set(&mut config.rate_limit.auth_failures_per_sec, self.auth_failures_per_sec);
+        set(&mut config.rate_limit.auth_failures_burst, self.auth_failures_burst);
+        let connections = &mut config.connections;
+        set(&mut connections.max_connections, self.max_connections);
+        set(&mut connections.header_timeout_secs, self.header_timeout_secs);
+        set(&mut connections.body_timeout_secs, self.body_timeout_secs);
+        set(&mut connections.idle_timeout_secs, self.idle_timeout_secs);
+        set(&mut connections.max_inflight_bytes, self.max_inflight_bytes);
+        if self.metrics_listen.is_some() {
+            config.metrics_listen = self.metrics_listen;
+        }
         config.check()?;
         Ok(config)
     }

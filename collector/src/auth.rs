@@ -1,6 +1,8 @@
 //! Write keys and the per-key rate limit.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -55,12 +57,12 @@ impl WriteKey {
     }
 }
 
-/// The keys the collector accepts, each with its own token bucket.
+/// The keys the collector accepts, each with its own token buckets (beacons and decoded bytes).
 #[derive(Debug)]
 pub struct KeyRing {
     by_secret: HashMap<String, usize>,
     ids: Vec<String>,
-    buckets: Vec<Mutex<Bucket>>,
+    buckets: Vec<Mutex<[Bucket; 2]>>,
     rate: RateLimitConfig,
 }
 
@@ -71,6 +73,26 @@ pub enum Denied {
     Missing,
     /// A key the collector does not know.
     Unknown,
+}
+
+/// What one request costs a key's buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cost {
+    /// Items in the request (valid or not).
+    pub beacons: u64,
+    /// The request body's size after decompression.
+    pub bytes: u64,
+}
+
+/// A key over one of its rates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OverRate {
+    /// The rate it is over, per second.
+    pub rate: u64,
+    /// What the rate counts: `beacons` or `bytes`.
+    pub unit: &'static str,
+    /// How long to wait before the request would pass.
+    pub wait: Duration,
 }
 
 impl KeyRing {
@@ -96,12 +118,7 @@ impl KeyRing {
         let now = Instant::now();
         let buckets = ids
             .iter()
-            .map(|_| {
-                Mutex::new(Bucket {
-                    tokens: rate.burst as f64,
-                    updated: now,
-                })
-            })
+            .map(|_| Mutex::new([Bucket::full(rate.burst, now), Bucket::full(rate.burst_bytes, now)]))
             .collect();
         Ok(KeyRing {
             by_secret,
@@ -122,31 +139,34 @@ impl KeyRing {
         &self.ids[index]
     }
 
-    /// Takes `beacons` tokens from key `index`'s bucket, or says how long to wait before retrying.
-    pub fn take(&self, index: usize, beacons: u64, now: Instant) -> Result<(), Duration> {
-        if self.rate.beacons_per_sec == 0 {
-            return Ok(());
-        }
-        let rate = self.rate.beacons_per_sec as f64;
-        let capacity = self.rate.burst.max(1) as f64;
-        let mut bucket = self.buckets[index]
+    /// Takes a request's cost from key `index`'s buckets, or says which rate it is over and how
+    /// long to wait; a refused request takes nothing.
+    pub fn take(&self, index: usize, cost: Cost, now: Instant) -> Result<(), OverRate> {
+        let limits = [
+            (self.rate.beacons_per_sec, self.rate.burst, cost.beacons, "beacons"),
+            (self.rate.bytes_per_sec, self.rate.burst_bytes, cost.bytes, "bytes"),
+        ];
+        let mut buckets = self.buckets[index]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(capacity);
-        bucket.updated = now;
-        let wanted = beacons as f64;
-        if bucket.tokens >= wanted {
-            bucket.tokens -= wanted;
-            return Ok(());
+        for ((rate, burst, wanted, unit), bucket) in limits.iter().zip(buckets.iter_mut()) {
+            if *rate == 0 {
+                continue;
+            }
+            if let Some(wait) = bucket.shortfall(*rate, *burst, *wanted, now) {
+                return Err(OverRate {
+                    rate: *rate,
+                    unit,
+                    wait,
+                });
+            }
         }
-        // A request larger than the whole bucket waits until the bucket is full, then passes.
-        let deficit = wanted.min(capacity) - bucket.tokens;
-        if deficit <= 0.0 {
-            bucket.tokens = 0.0;
-            return Ok(());
+        for ((rate, burst, wanted, _), bucket) in limits.iter().zip(buckets.iter_mut()) {
+            if *rate > 0 {
+                bucket.tokens = (bucket.tokens - (*wanted).min((*burst).max(1)) as f64).max(0.0);
+            }
         }
-        Err(Duration::from_secs_f64(deficit / rate))
+        Ok(())
     }
 }
 
@@ -156,9 +176,95 @@ struct Bucket {
     updated: Instant,
 }
 
+impl Bucket {
+    fn full(capacity: u64, now: Instant) -> Bucket {
+        Bucket {
+            tokens: capacity as f64,
+            updated: now,
+        }
+    }
+
+    /// Refills the bucket up to `now`; then `None` if `wanted` tokens (or a whole bucket, for a
+    /// request larger than the bucket) are there, else how long until they are.
+    fn shortfall(&mut self, rate: u64, capacity: u64, wanted: u64, now: Instant) -> Option<Duration> {
+        let rate = rate as f64;
+        let capacity = capacity.max(1) as f64;
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(capacity);
+        self.updated = now;
+        // A request larger than the whole bucket waits until the bucket is full, then passes.
+        let deficit = (wanted as f64).min(capacity) - self.tokens;
+        (deficit > 0.0).then(|| Duration::from_secs_f64(deficit / rate))
+    }
+}
+
+/// Failed authentications per client address: a token bucket per address (IPv4, or the /64 of an
+/// IPv6 address), kept in a fixed table of [`ADDRESS_SLOTS`] slots indexed by a hash keyed at random
+/// per process, so memory is bounded whatever the number of addresses, and an attacker cannot aim at
+/// another address's slot. Addresses that share a slot share its bucket.
+#[derive(Debug)]
+pub struct AuthFailures {
+    slots: Vec<Mutex<Bucket>>,
+    hasher: std::collections::hash_map::RandomState,
+    rate: u64,
+    burst: u64,
+}
+
+/// Slots of the failed-authentication table (about 24 bytes each).
+pub const ADDRESS_SLOTS: usize = 65_536;
+
+impl AuthFailures {
+    /// A table for `rate` failures a second with bursts of `burst`; `rate` 0 turns it off.
+    pub fn new(rate: u64, burst: u64) -> AuthFailures {
+        let now = Instant::now();
+        let slots = if rate == 0 { 0 } else { ADDRESS_SLOTS };
+        AuthFailures {
+            slots: (0..slots).map(|_| Mutex::new(Bucket::full(burst, now))).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+            rate,
+            burst,
+        }
+    }
+
+    fn slot(&self, address: IpAddr) -> Option<&Mutex<Bucket>> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let prefix: u128 = match address {
+            IpAddr::V4(v4) => u32::from(v4) as u128,
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => u32::from(v4) as u128,
+                None => u128::from(v6) >> 64 << 64,
+            },
+        };
+        let index = self.hasher.hash_one(prefix) as usize % self.slots.len();
+        Some(&self.slots[index])
+    }
+
+    /// How long `address` must wait before it may try to authenticate again; `None` when it may now.
+    pub fn blocked(&self, address: IpAddr, now: Instant) -> Option<Duration> {
+        let slot = self.slot(address)?;
+        let mut bucket = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        bucket.shortfall(self.rate, self.burst, 1, now)
+    }
+
+    /// Counts one failed authentication from `address`.
+    pub fn fail(&self, address: IpAddr, now: Instant) {
+        if let Some(slot) = self.slot(address) {
+            let mut bucket = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let _ = bucket.shortfall(self.rate, self.burst, 1, now);
+            bucket.tokens = (bucket.tokens - 1.0).max(0.0);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn beacons(beacons: u64) -> Cost {
+        Cost { beacons, bytes: 0 }
+    }
 
     fn ring(rate: u64, burst: u64) -> KeyRing {
         let keys = vec![WriteKey::parse("app1:secret-one").unwrap()];
@@ -167,6 +273,8 @@ mod tests {
             RateLimitConfig {
                 beacons_per_sec: rate,
                 burst,
+                bytes_per_sec: 0,
+                ..RateLimitConfig::default()
             },
         )
         .unwrap()
@@ -201,24 +309,67 @@ mod tests {
     fn the_bucket_refills_at_the_configured_rate() {
         let ring = ring(100, 200);
         let start = Instant::now();
-        assert!(ring.take(0, 200, start).is_ok());
-        let wait = ring.take(0, 50, start).unwrap_err();
+        assert!(ring.take(0, beacons(200), start).is_ok());
+        let wait = ring.take(0, beacons(50), start).unwrap_err().wait;
         assert!((wait.as_secs_f64() - 0.5).abs() < 1e-6, "{wait:?}");
-        assert!(ring.take(0, 50, start + Duration::from_millis(500)).is_ok());
-        assert!(ring.take(0, 1, start + Duration::from_millis(500)).is_err());
+        assert!(ring.take(0, beacons(50), start + Duration::from_millis(500)).is_ok());
+        assert!(ring.take(0, beacons(1), start + Duration::from_millis(500)).is_err());
     }
 
     #[test]
     fn a_request_larger_than_the_bucket_passes_once_the_bucket_is_full() {
         let ring = ring(10, 20);
         let start = Instant::now();
-        assert!(ring.take(0, 50, start).is_ok());
-        assert!(ring.take(0, 50, start).is_err());
+        assert!(ring.take(0, beacons(50), start).is_ok());
+        assert!(ring.take(0, beacons(50), start).is_err());
     }
 
     #[test]
     fn zero_rate_means_no_limit() {
         let ring = ring(0, 0);
-        assert!(ring.take(0, 1_000_000, Instant::now()).is_ok());
+        assert!(ring.take(0, beacons(1_000_000), Instant::now()).is_ok());
+    }
+
+    #[test]
+    fn bytes_are_limited_beside_beacons_and_a_refusal_takes_nothing() {
+        let keys = vec![WriteKey::parse("app1:secret-one").unwrap()];
+        let rate = RateLimitConfig {
+            beacons_per_sec: 100,
+            burst: 100,
+            bytes_per_sec: 1000,
+            burst_bytes: 2000,
+            ..RateLimitConfig::default()
+        };
+        let ring = KeyRing::new(keys, rate).unwrap();
+        let start = Instant::now();
+        let cost = |beacons, bytes| Cost { beacons, bytes };
+        assert!(ring.take(0, cost(10, 1500), start).is_ok());
+        let over = ring.take(0, cost(10, 1000), start).unwrap_err();
+        assert_eq!((over.unit, over.rate), ("bytes", 1000));
+        assert!((over.wait.as_secs_f64() - 0.5).abs() < 1e-6, "{over:?}");
+        // The refused request took no beacons: 90 are left.
+        assert!(ring.take(0, cost(90, 0), start).is_ok());
+        assert_eq!(ring.take(0, cost(1, 0), start).unwrap_err().unit, "beacons");
+    }
+
+    #[test]
+    fn failed_authentications_block_an_address_and_its_ipv6_prefix_only() {
+        let failures = AuthFailures::new(1, 3);
+        let start = Instant::now();
+        let attacker: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let neighbour: IpAddr = "2001:db8:1:2::ffff".parse().unwrap();
+        for _ in 0..3 {
+            assert_eq!(failures.blocked(attacker, start), None);
+            failures.fail(attacker, start);
+        }
+        assert!(failures.blocked(attacker, start).is_some());
+        assert!(failures.blocked(neighbour, start).is_some(), "same /64");
+        let elsewhere = (0..16u8)
+            .map(|n| IpAddr::from([198, 51, 100, n]))
+            .filter(|address| failures.blocked(*address, start).is_none())
+            .count();
+        assert!(elsewhere >= 15, "{elsewhere} of 16 other addresses may try");
+        assert_eq!(failures.blocked(attacker, start + Duration::from_secs(1)), None);
+        assert_eq!(AuthFailures::new(0, 0).blocked(attacker, start), None);
     }
 }

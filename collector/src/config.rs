@@ -38,6 +38,10 @@ pub struct CollectorConfig {
     pub cors_allow_origin: String,
     /// How long graceful shutdown waits for in-flight requests and the producer flush, seconds.
     pub shutdown_timeout_secs: u64,
+    /// Serve `/metrics` on this address instead of the public one (which then answers 404 there).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Connection limits and timeouts: what a client that sends slowly or nothing at all gets.
+    pub connections: ConnectionConfig,
 }
 
 impl Default for CollectorConfig {
@@ -53,8 +57,72 @@ impl Default for CollectorConfig {
             trust_forwarded_for: false,
             cors_allow_origin: "*".to_string(),
             shutdown_timeout_secs: 30,
+            metrics_listen: None,
+            connections: ConnectionConfig::default(),
         }
     }
+}
+
+/// Connection limits and timeouts (the "Hostile clients" section of `docs/collector.md`). The
+/// defaults are of the order nginx and Envoy ship: seconds for headers, tens of seconds for a body,
+/// a minute of keep-alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionConfig {
+    /// Most connections open at once; 0 sizes it from the process's descriptor limit
+    /// ([`ConnectionConfig::effective_max_connections`]). At the cap, a new connection closes the one
+    /// idle longest.
+    pub max_connections: usize,
+    /// From accepting a connection to the end of its first request's headers, seconds.
+    pub header_timeout_secs: u64,
+    /// From the end of a request's headers to the end of its body, seconds (then 408).
+    pub body_timeout_secs: u64,
+    /// From a response to the end of the next request's headers on a kept-alive connection, seconds.
+    pub idle_timeout_secs: u64,
+    /// Most bytes of request bodies held at once across all requests, as received and decompressed;
+    /// past it, requests get 503 `overloaded` with `Retry-After`.
+    pub max_inflight_bytes: u64,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            max_connections: 0,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            max_inflight_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Descriptors kept back from the connection cap for Kafka sockets, files and the metrics listener.
+const RESERVED_DESCRIPTORS: u64 = 256;
+
+impl ConnectionConfig {
+    /// The connection cap: `max_connections`, or when 0, 90 % of the descriptors left after
+    /// [`RESERVED_DESCRIPTORS`] under the soft `RLIMIT_NOFILE` (read from `/proc/self/limits`), at
+    /// least 64; 4096 where the limit cannot be read.
+    pub fn effective_max_connections(&self) -> usize {
+        if self.max_connections > 0 {
+            return self.max_connections;
+        }
+        match descriptor_limit() {
+            Some(limit) => (limit.saturating_sub(RESERVED_DESCRIPTORS) * 9 / 10).max(64) as usize,
+            None => 4096,
+        }
+    }
+}
+
+/// The soft limit on open files, from `/proc/self/limits` (Linux); `None` elsewhere or when unlimited.
+fn descriptor_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|line| line.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Kafka producer settings. The durability settings are fixed: idempotence on, `acks=all`.
@@ -140,7 +208,8 @@ impl Default for EventTimeConfig {
     }
 }
 
-/// A token bucket per write key, counted in beacons.
+/// Token buckets per write key, one counted in beacons and one in decoded body bytes, and one per
+/// client address counted in failed authentications.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
@@ -148,6 +217,15 @@ pub struct RateLimitConfig {
     pub beacons_per_sec: u64,
     /// Bucket size: beacons a key may send at once after being idle.
     pub burst: u64,
+    /// Sustained decoded body bytes per second per write key; 0 turns the limit off.
+    pub bytes_per_sec: u64,
+    /// Bucket size in decoded bytes.
+    pub burst_bytes: u64,
+    /// Sustained failed authentications (no key or an unknown one) per second per client address
+    /// (IPv4, or the /64 of an IPv6 address); 0 turns the limit off.
+    pub auth_failures_per_sec: u64,
+    /// Failed authentications an address may make at once before it gets 429 `auth_rate_limited`.
+    pub auth_failures_burst: u64,
 }
 
 impl Default for RateLimitConfig {
@@ -155,6 +233,10 @@ impl Default for RateLimitConfig {
         RateLimitConfig {
             beacons_per_sec: 200_000,
             burst: 400_000,
+            bytes_per_sec: 64 * 1024 * 1024,
+            burst_bytes: 128 * 1024 * 1024,
+            auth_failures_per_sec: 1,
+            auth_failures_burst: 20,
         }
     }
 }
@@ -246,6 +328,50 @@ impl CollectorConfig {
                 ),
             });
         }
+        if rate.bytes_per_sec > 0 && (rate.burst_bytes as usize) < self.limits.max_decoded_bytes {
+            return Err(ConfigError::Invalid {
+                field: "rate_limit.burst_bytes",
+                problem: format!(
+                    "{} is smaller than limits.max_decoded_bytes ({}), so one full request could never pass",
+                    rate.burst_bytes, self.limits.max_decoded_bytes
+                ),
+            });
+        }
+        if rate.auth_failures_per_sec > 0 && rate.auth_failures_burst == 0 {
+            return Err(ConfigError::Invalid {
+                field: "rate_limit.auth_failures_burst",
+                problem: "must be at least 1 when rate_limit.auth_failures_per_sec is set".to_string(),
+            });
+        }
+        let connections = self.connections;
+        for (field, secs) in [
+            ("connections.header_timeout_secs", connections.header_timeout_secs),
+            ("connections.body_timeout_secs", connections.body_timeout_secs),
+            ("connections.idle_timeout_secs", connections.idle_timeout_secs),
+        ] {
+            if secs == 0 {
+                return Err(ConfigError::Invalid {
+                    field,
+                    problem: "must be at least 1 second".to_string(),
+                });
+            }
+        }
+        if (connections.max_inflight_bytes as usize) < self.limits.max_body_bytes + self.limits.max_decoded_bytes {
+            return Err(ConfigError::Invalid {
+                field: "connections.max_inflight_bytes",
+                problem: format!(
+                    "{} is smaller than one full request (limits.max_body_bytes + limits.max_decoded_bytes = {})",
+                    connections.max_inflight_bytes,
+                    self.limits.max_body_bytes + self.limits.max_decoded_bytes
+                ),
+            });
+        }
+        if self.metrics_listen.is_some() && self.metrics_listen == Some(self.listen) {
+            return Err(ConfigError::Invalid {
+                field: "metrics_listen",
+                problem: format!("{} is the public listen address", self.listen),
+            });
+        }
         let origin_is_header_safe = self.cors_allow_origin.bytes().all(|byte| (0x21..0x7f).contains(&byte));
         if self.cors_allow_origin.is_empty() || !origin_is_header_safe {
             return Err(ConfigError::Invalid {
@@ -273,6 +399,21 @@ mod tests {
         let config: CollectorConfig = serde_json::from_str("{}").unwrap();
         assert_eq!(config, CollectorConfig::default());
         assert!(config.check().is_ok());
+    }
+
+    #[test]
+    fn the_connection_cap_follows_the_descriptor_limit() {
+        let config = ConnectionConfig::default();
+        let cap = config.effective_max_connections();
+        assert!(cap >= 64, "{cap}");
+        if let Some(limit) = descriptor_limit() {
+            assert!((cap as u64) < limit, "{cap} of {limit}");
+        }
+        let fixed = ConnectionConfig {
+            max_connections: 300,
+            ..config
+        };
+        assert_eq!(fixed.effective_max_connections(), 300);
     }
 
     #[test]

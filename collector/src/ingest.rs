@@ -26,6 +26,9 @@ pub struct RequestContext {
     pub client_subnet: Option<String>,
     /// The accepted event-time window.
     pub event_time: EventTimeConfig,
+    /// The request body's size as received (compressed or not): it bounds what the request's dead
+    /// letters may keep of the refused items ([`DeadLetterBudget`]).
+    pub wire_bytes: usize,
 }
 
 /// An accepted beacon, ready for `qoe.beacons.v1`.
@@ -39,17 +42,22 @@ pub struct AcceptedRecord {
     pub kind: BeaconType,
 }
 
-/// A rejected beacon: what the client is told, and what goes to the dead-letter topic.
+/// A rejected beacon: what the client is told.
 #[derive(Debug, Clone)]
 pub struct RejectedRecord {
     /// Position in the request.
     pub index: usize,
     /// What is wrong.
     pub error: FieldError,
-    /// Dead-letter record key: the room id when the item has one.
-    pub dlq_key: Option<String>,
-    /// Dead-letter record value (see [`DeadLetter`]).
-    pub dlq_value: Vec<u8>,
+}
+
+/// A record for the dead-letter topic.
+#[derive(Debug, Clone)]
+pub struct DeadLetterRecord {
+    /// Record key: the room id when the item has one.
+    pub key: Option<String>,
+    /// Record value (see [`DeadLetter`]).
+    pub value: Vec<u8>,
 }
 
 /// The dead-letter record of one rejected beacon, as written to `qoe.beacons.dlq`.
@@ -67,11 +75,62 @@ pub struct DeadLetter<'a> {
     pub key_id: &'a str,
     /// The truncated client address.
     pub client_subnet: Option<&'a str>,
+    /// The item's size in bytes as sent (after decompression).
+    pub size: usize,
     /// The item as sent: a JSON value, or the line as a string when it was not JSON or was cut.
     pub beacon: &'a RawValue,
-    /// Whether `beacon` holds only the first 16 KiB of the item (as a string).
+    /// Whether `beacon` holds only a prefix of the item (as a string), or nothing (`""`) once the
+    /// request's budget is spent.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+}
+
+/// The last dead letter of a request that refused more items than [`MAX_DEAD_LETTERS`]: how many
+/// more were refused, by reason, without their text.
+#[derive(Debug, Serialize)]
+pub struct OmittedLetters<'a> {
+    /// What happened, for a human.
+    pub error: String,
+    /// Always `omitted`.
+    pub reason: &'static str,
+    /// Position of the first item not written.
+    pub index: usize,
+    /// When the request arrived, epoch ms.
+    pub received_at: u64,
+    /// The write key id.
+    pub key_id: &'a str,
+    /// The truncated client address.
+    pub client_subnet: Option<&'a str>,
+    /// Items not written, by reject reason.
+    pub omitted: std::collections::BTreeMap<&'static str, usize>,
+}
+
+/// Most item bytes one dead letter keeps.
+pub const MAX_DEAD_LETTER_ITEM_BYTES: usize = 4 * 1024;
+/// Most dead letters one request writes, the summary ([`OmittedLetters`]) not counted.
+pub const MAX_DEAD_LETTERS: usize = 64;
+
+/// What the dead letters of one request may still keep: item bytes up to the size of the request
+/// as sent (at least one [`MAX_DEAD_LETTER_ITEM_BYTES`]) and at most [`MAX_DEAD_LETTERS`] letters, so
+/// a small compressed body of junk writes at most a small multiple of its own size (about 64 × 300
+/// bytes of letter fields on top of its size).
+#[derive(Debug)]
+struct DeadLetterBudget {
+    item_bytes: usize,
+    letters: usize,
+    omitted: std::collections::BTreeMap<&'static str, usize>,
+    first_omitted: Option<usize>,
+}
+
+impl DeadLetterBudget {
+    fn new(wire_bytes: usize) -> DeadLetterBudget {
+        DeadLetterBudget {
+            item_bytes: wire_bytes.max(MAX_DEAD_LETTER_ITEM_BYTES),
+            letters: MAX_DEAD_LETTERS,
+            omitted: Default::default(),
+            first_omitted: None,
+        }
+    }
 }
 
 /// The outcome of one request's items.
@@ -81,6 +140,9 @@ pub struct Processed {
     pub accepted: Vec<AcceptedRecord>,
     /// Beacons refused, in request order.
     pub rejected: Vec<RejectedRecord>,
+    /// Records for `qoe.beacons.dlq`: one per refused item up to [`MAX_DEAD_LETTERS`], then one
+    /// [`OmittedLetters`].
+    pub dead_letters: Vec<DeadLetterRecord>,
 }
 
 /// Validates and enriches every item of a batch.
@@ -88,14 +150,16 @@ pub fn process(batch: Batch, context: &RequestContext) -> Processed {
     let mut processed = Processed {
         accepted: Vec::with_capacity(batch.items.len()),
         rejected: Vec::new(),
+        dead_letters: Vec::new(),
     };
+    let mut budget = DeadLetterBudget::new(context.wire_bytes);
     let sent_at = batch.sent_at.or(context.sent_at);
     for (index, item) in batch.items.into_iter().enumerate() {
         let text = match item {
             Item::Json(text) => text,
             Item::NotJson { line, error } => {
                 let error = FieldError::new("beacon", RejectReason::Malformed, format!("not JSON: {error}"));
-                processed.rejected.push(reject(index, error, &line, context));
+                reject(&mut processed, index, error, &line, context, &mut budget);
                 continue;
             }
         };
@@ -107,13 +171,13 @@ pub fn process(batch: Batch, context: &RequestContext) -> Processed {
             None => match qoe_schemas::parse_beacon(&text) {
                 Ok(beacon) => (beacon, false),
                 Err(error) => {
-                    processed.rejected.push(reject(index, error, &text, context));
+                    reject(&mut processed, index, error, &text, context, &mut budget);
                     continue;
                 }
             },
         };
         if let Err(error) = enrich(&mut beacon, sent_at, context) {
-            processed.rejected.push(reject(index, error, &text, context));
+            reject(&mut processed, index, error, &text, context, &mut budget);
             continue;
         }
         // Splice only texts of a beacon's usual size: padding with whitespace would otherwise pass
@@ -131,9 +195,27 @@ pub fn process(batch: Batch, context: &RequestContext) -> Processed {
             }),
             Err(error) => {
                 let error = FieldError::new("beacon", RejectReason::Malformed, format!("cannot be encoded: {error}"));
-                processed.rejected.push(reject(index, error, &text, context));
+                reject(&mut processed, index, error, &text, context, &mut budget);
             }
         }
+    }
+    if let Some(index) = budget.first_omitted {
+        let count: usize = budget.omitted.values().sum();
+        let summary = OmittedLetters {
+            error: format!(
+                "{count} more refused items of this request are not kept (the first {MAX_DEAD_LETTERS} are)"
+            ),
+            reason: "omitted",
+            index,
+            received_at: context.received_at,
+            key_id: &context.key_id,
+            client_subnet: context.client_subnet.as_deref(),
+            omitted: budget.omitted,
+        };
+        processed.dead_letters.push(DeadLetterRecord {
+            key: None,
+            value: serde_json::to_vec(&summary).unwrap_or_default(),
+        });
     }
     processed
 }
@@ -184,9 +266,6 @@ pub fn enrich(beacon: &mut Beacon, sent_at: Option<u64>, context: &RequestContex
 /// Largest beacon text stored as sent; a longer one (valid, so it is padded) is re-serialized.
 const MAX_SPLICED_BYTES: usize = 4096;
 
-/// Largest item kept whole in a dead letter; a longer one is cut (and marked so).
-const MAX_DEAD_LETTER_ITEM_BYTES: usize = 16 * 1024;
-
 /// The Kafka record of a beacon whose text is valid as sent: the text with the enrichment fields
 /// appended inside its closing brace.
 fn append_enrichment(text: &str, beacon: &Beacon) -> Result<Vec<u8>, serde_json::Error> {
@@ -213,12 +292,29 @@ fn append_enrichment(text: &str, beacon: &Beacon) -> Result<Vec<u8>, serde_json:
     Ok(record)
 }
 
-/// A rejection and its dead letter, which carries the item exactly as sent: the JSON value when the
-/// item is JSON, else the text as a string.
-fn reject(index: usize, error: FieldError, item: &str, context: &RequestContext) -> RejectedRecord {
-    let truncated = item.len() > MAX_DEAD_LETTER_ITEM_BYTES;
-    let item = if truncated {
-        let mut end = MAX_DEAD_LETTER_ITEM_BYTES;
+/// A rejection, and its dead letter while the request's budget lasts. The letter carries the item
+/// exactly as sent (the JSON value when the item is JSON and whole, else a prefix of its text as a
+/// string, cut at [`MAX_DEAD_LETTER_ITEM_BYTES`] or where the request's budget ends).
+fn reject(
+    processed: &mut Processed,
+    index: usize,
+    error: FieldError,
+    item: &str,
+    context: &RequestContext,
+    budget: &mut DeadLetterBudget,
+) {
+    if budget.letters == 0 {
+        *budget.omitted.entry(error.reason.as_str()).or_default() += 1;
+        budget.first_omitted.get_or_insert(index);
+        processed.rejected.push(RejectedRecord { index, error });
+        return;
+    }
+    budget.letters -= 1;
+    let keep = item.len().min(MAX_DEAD_LETTER_ITEM_BYTES).min(budget.item_bytes);
+    budget.item_bytes -= keep;
+    let truncated = keep < item.len();
+    let kept = if truncated {
+        let mut end = keep;
         while !item.is_char_boundary(end) {
             end -= 1;
         }
@@ -227,9 +323,9 @@ fn reject(index: usize, error: FieldError, item: &str, context: &RequestContext)
         item
     };
     let as_json = (!truncated)
-        .then(|| RawValue::from_string(item.to_string()).ok())
+        .then(|| RawValue::from_string(kept.to_string()).ok())
         .flatten();
-    let dlq_key = as_json.as_ref().and_then(|raw| {
+    let key = as_json.as_ref().and_then(|raw| {
         #[derive(Deserialize)]
         struct RoomOnly {
             room_id: Option<String>,
@@ -240,7 +336,7 @@ fn reject(index: usize, error: FieldError, item: &str, context: &RequestContext)
     });
     let as_sent = match as_json {
         Some(raw) => raw,
-        None => serde_json::value::to_raw_value(item).unwrap_or_default(),
+        None => serde_json::value::to_raw_value(kept).unwrap_or_default(),
     };
     let letter = DeadLetter {
         error: error.to_string(),
@@ -249,15 +345,15 @@ fn reject(index: usize, error: FieldError, item: &str, context: &RequestContext)
         received_at: context.received_at,
         key_id: &context.key_id,
         client_subnet: context.client_subnet.as_deref(),
+        size: item.len(),
         beacon: &as_sent,
         truncated,
     };
-    RejectedRecord {
-        index,
-        dlq_value: serde_json::to_vec(&letter).unwrap_or_default(),
-        dlq_key,
-        error,
-    }
+    processed.dead_letters.push(DeadLetterRecord {
+        key,
+        value: serde_json::to_vec(&letter).unwrap_or_default(),
+    });
+    processed.rejected.push(RejectedRecord { index, error });
 }
 
 /// Truncates a client address to its /24 (IPv4) or /48 (IPv6) network, in CIDR notation. The full
@@ -296,6 +392,7 @@ mod tests {
                 max_future_secs: 300,
                 max_age_secs: 3600,
             },
+            wire_bytes: 1_000_000,
         }
     }
 
@@ -345,7 +442,7 @@ mod tests {
         assert_eq!(record["event_time"], NOW);
         assert_eq!(record["client_subnet"], "203.0.113.0/24");
         assert_eq!(record["key_id"], "web");
-        let letter: Value = serde_json::from_slice(&processed.rejected[1].dlq_value).unwrap();
+        let letter: Value = serde_json::from_slice(&processed.dead_letters[1].value).unwrap();
         assert_eq!(letter["beacon"], "{oops");
         assert_eq!(letter["reason"], "malformed");
     }
@@ -380,6 +477,7 @@ mod tests {
         let mut padded = join(NOW, 0).to_string();
         padded.insert_str(1, &" ".repeat(10_000));
         let huge_bad = format!("{{\"v\": 1, \"pad\": \"{}\"}}", "x".repeat(100_000));
+        let huge_size = huge_bad.len();
         let batch = Batch {
             sent_at: None,
             items: vec![Item::Json(padded.into()), Item::Json(huge_bad.into())],
@@ -390,9 +488,49 @@ mod tests {
             "{}",
             processed.accepted[0].value.len()
         );
-        let letter: Value = serde_json::from_slice(&processed.rejected[0].dlq_value).unwrap();
+        let letter: Value = serde_json::from_slice(&processed.dead_letters[0].value).unwrap();
         assert_eq!(letter["truncated"], true);
         assert_eq!(letter["beacon"].as_str().unwrap().len(), MAX_DEAD_LETTER_ITEM_BYTES);
+        assert_eq!(letter["size"], huge_size);
+    }
+
+    /// 500 junk strings of 16 KB in a body of a few KB (gzip) must not become megabytes of dead
+    /// letters: the item bytes kept are bounded by the body's size and the letters by their count.
+    #[test]
+    fn dead_letters_stay_within_a_small_multiple_of_the_body() {
+        let junk = format!("\"{}\"", "A".repeat(16 * 1024));
+        let batch = Batch {
+            sent_at: None,
+            items: (0..500).map(|_| Item::Json(junk.clone().into())).collect(),
+        };
+        let wire_bytes = 9 * 1024;
+        let processed = process(
+            batch,
+            &RequestContext {
+                wire_bytes,
+                ..context()
+            },
+        );
+        assert_eq!(processed.rejected.len(), 500);
+        assert_eq!(processed.dead_letters.len(), MAX_DEAD_LETTERS + 1);
+        let written: usize = processed.dead_letters.iter().map(|letter| letter.value.len()).sum();
+        assert!(
+            written < 4 * wire_bytes,
+            "{written} bytes of dead letters for {wire_bytes} sent"
+        );
+        let first: Value = serde_json::from_slice(&processed.dead_letters[0].value).unwrap();
+        assert_eq!(first["size"], 16 * 1024 + 2);
+        assert_eq!(first["truncated"], true);
+        let prefix = |letter: usize| {
+            let letter: Value = serde_json::from_slice(&processed.dead_letters[letter].value).unwrap();
+            letter["beacon"].as_str().unwrap().len()
+        };
+        // The budget of 9 KiB: two prefixes of 4 KiB, one of 1 KiB, then none.
+        assert_eq!((prefix(1), prefix(2), prefix(3)), (4096, 1024, 0));
+        let summary: Value = serde_json::from_slice(processed.dead_letters.last().unwrap().value.as_slice()).unwrap();
+        assert_eq!(summary["reason"], "omitted");
+        assert_eq!(summary["index"], MAX_DEAD_LETTERS);
+        assert_eq!(summary["omitted"], json!({"malformed": 500 - MAX_DEAD_LETTERS}));
     }
 
     #[test]
@@ -487,10 +625,10 @@ mod tests {
             items: vec![item(late.clone())],
         };
         let processed = process(batch, &context());
-        let letter: Value = serde_json::from_slice(&processed.rejected[0].dlq_value).unwrap();
+        let letter: Value = serde_json::from_slice(&processed.dead_letters[0].value).unwrap();
         assert_eq!(letter["beacon"], late);
         assert_eq!(letter["reason"], "event_time");
-        assert_eq!(processed.rejected[0].dlq_key.as_deref(), Some("r7"));
+        assert_eq!(processed.dead_letters[0].key.as_deref(), Some("r7"));
     }
 
     #[test]

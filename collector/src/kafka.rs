@@ -24,7 +24,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use tokio::sync::Notify;
 
 use crate::config::KafkaConfig;
-use crate::ingest::{AcceptedRecord, RejectedRecord};
+use crate::ingest::{AcceptedRecord, DeadLetterRecord};
 
 /// Why a request's beacons are not durable.
 #[derive(Debug, thiserror::Error)]
@@ -193,7 +193,11 @@ impl BeaconProducer {
     ///
     /// Dead-letter records are enqueued first and not waited for: the client's answer does not depend
     /// on them; those that fail are counted in `qoe_collector_dead_letters_failed_total`.
-    pub async fn produce(&self, accepted: &[AcceptedRecord], rejected: &[RejectedRecord]) -> Result<(), ProduceError> {
+    pub async fn produce(
+        &self,
+        accepted: &[AcceptedRecord],
+        dead_letters: &[DeadLetterRecord],
+    ) -> Result<(), ProduceError> {
         match self.health() {
             KafkaHealth::Ready => {}
             KafkaHealth::Unreachable => return Err(ProduceError::Unavailable),
@@ -203,18 +207,18 @@ impl BeaconProducer {
         // still pass this check together and meet a full queue midway: that request gets a 503 after
         // part of it was queued (a 503 may be partly durable, see the module doc).
         let queued = usize::try_from(self.producer.in_flight_count()).unwrap_or(0);
-        if queued + accepted.len() + rejected.len() > self.queue_max_messages {
+        if queued + accepted.len() + dead_letters.len() > self.queue_max_messages {
             return Err(ProduceError::QueueFull);
         }
         // Dead letters first: the answer does not depend on them, and they are then written whatever
         // happens to the accepted records. Their outcome is counted in the background.
-        if !rejected.is_empty() {
-            let pending = Pending::new(rejected.len());
-            for record in rejected {
+        if !dead_letters.is_empty() {
+            let pending = Pending::new(dead_letters.len());
+            for record in dead_letters {
                 let mut base_record =
                     BaseRecord::<String, Vec<u8>, _>::with_opaque_to(&self.dlq_topic, Arc::clone(&pending))
-                        .payload(&record.dlq_value);
-                if let Some(key) = &record.dlq_key {
+                        .payload(&record.value);
+                if let Some(key) = &record.key {
                     base_record = base_record.key(key);
                 }
                 if let Err((error, _)) = self.producer.send(base_record) {

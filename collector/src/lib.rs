@@ -13,6 +13,11 @@
 //!   field and the problem, counted by reason, and written to `qoe.beacons.dlq`.
 //! - **Bounded work per request.** Body size, decompressed size and beacon count are limited, so a
 //!   decompression bomb is refused with 413; each write key has a token-bucket rate limit (429).
+//! - **Hostile clients are bounded** ([`listener`], [`body`]): a connection cap sized from the
+//!   descriptor limit that sheds the longest-idle connection, header, body and keep-alive timeouts,
+//!   a `Content-Length` over the limit refused before the body is read, one bound on the memory of
+//!   all bodies in flight (503), a per-key byte rate beside the beacon rate, a per-address limit on
+//!   failed authentication, and dead letters bounded by the size of the request that caused them.
 //! - **No full client address is stored**, only its /24 (IPv4) or /48 (IPv6).
 //! - **Graceful shutdown**: on cancellation the server stops accepting connections, finishes the
 //!   requests in flight, and flushes the producer.
@@ -21,9 +26,12 @@
 //! `127.0.0.1:0`.
 
 pub mod auth;
+pub mod body;
 pub mod config;
+pub mod error;
 pub mod ingest;
 pub mod kafka;
+pub mod listener;
 pub mod metrics;
 pub mod server;
 
@@ -35,8 +43,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{CollectorConfig, ConfigError};
 
-use auth::{KeyRing, WriteKey};
+use auth::{AuthFailures, KeyRing, WriteKey};
+use body::InflightBytes;
 use kafka::{BeaconProducer, KafkaHealth};
+use listener::ConnectionLimits;
 use metrics::Metrics;
 use server::AppState;
 
@@ -88,7 +98,24 @@ pub async fn serve(
         .map(|address| address.to_string())
         .unwrap_or_default();
     let shutdown_timeout = Duration::from_secs(config.shutdown_timeout_secs);
+    let limits = ConnectionLimits {
+        max_connections: config.connections.effective_max_connections(),
+        header_timeout: Duration::from_secs(config.connections.header_timeout_secs),
+        idle_timeout: Duration::from_secs(config.connections.idle_timeout_secs),
+    };
+    let metrics_listener = match config.metrics_listen {
+        Some(address) => Some(TcpListener::bind(address).await.map_err(|source| CollectorError::Io {
+            address: address.to_string(),
+            source,
+        })?),
+        None => None,
+    };
     let state = Arc::new(AppState {
+        auth_failures: AuthFailures::new(
+            config.rate_limit.auth_failures_per_sec,
+            config.rate_limit.auth_failures_burst,
+        ),
+        inflight: InflightBytes::new(config.connections.max_inflight_bytes, metrics.inflight_bytes.clone()),
         keys,
         producer: Arc::clone(&producer),
         metrics,
@@ -104,17 +131,43 @@ pub async fn serve(
     producer.set_health(KafkaHealth::Ready);
     server::record_health(&state, initial_health);
     let watcher = tokio::spawn(server::watch_kafka(Arc::clone(&state), PROBE_INTERVAL));
-    tracing::info!(%address, topic = %state.config.kafka.topic, "collector listening");
+    tracing::info!(
+        %address,
+        topic = %state.config.kafka.topic,
+        max_connections = limits.max_connections,
+        "collector listening"
+    );
+    let metrics_server = metrics_listener.map(|metrics_listener| {
+        let address = metrics_listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(%address, "metrics listening");
+        let app = server::metrics_router(Arc::clone(&state));
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(metrics_listener, app).with_graceful_shutdown(stop.cancelled_owned());
+            if let Err(error) = served.await {
+                tracing::error!(%address, %error, "metrics server failed");
+            }
+        })
+    });
 
-    let app = server::router(Arc::clone(&state)).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let graceful = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let app = server::router(Arc::clone(&state));
+    let serving = listener::serve(
+        listener,
+        app,
+        limits,
+        state.metrics.connections.clone(),
+        shutdown.clone(),
+    );
     let drain_deadline = async {
         shutdown.cancelled().await;
         tokio::time::sleep(shutdown_timeout).await;
     };
     tokio::select! {
-        result = graceful => result.map_err(|source| CollectorError::Io { address: address.clone(), source })?,
+        () = serving => {}
         _ = drain_deadline => tracing::warn!(timeout_secs = shutdown_timeout.as_secs(), "requests still in flight at the shutdown deadline"),
+    }
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.abort();
     }
     watcher.abort();
     let queued = producer.queue_depth();

@@ -1,11 +1,14 @@
 //! The collector's own metrics, served at `/metrics` in the Prometheus text format.
 //!
-//! Every name is `qoe_collector_<name>_<unit>`; labels are bounded (status codes, beacon types,
-//! reject reasons), never a key, session, room or address.
+//! Every name is `qoe_collector_<name>_<unit>`; labels are bounded (status codes, error codes,
+//! beacon types, reject reasons, connection close reasons), never a key, session, room or address.
 
 use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 use qoe_schemas::{BeaconType, RejectReason};
+
+use crate::error::ApiError;
+use crate::listener::{CloseReason, ConnectionMetrics};
 
 /// The collector's metrics.
 #[derive(Clone)]
@@ -27,6 +30,12 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     /// 1 while the probe reaches a broker.
     pub kafka_up: IntGauge,
+    /// Refused requests to `/v1/beacons` by error code.
+    pub request_errors: IntCounterVec,
+    /// Bytes of request bodies held now, as received and decompressed.
+    pub inflight_bytes: IntGauge,
+    /// The listener's connection metrics.
+    pub connections: ConnectionMetrics,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -89,6 +98,37 @@ impl Metrics {
             "1 while the health probe reaches a broker.",
         )
         .expect("valid metric");
+        let request_errors = IntCounterVec::new(
+            Opts::new(
+                "qoe_collector_request_errors_total",
+                "Refused requests to /v1/beacons by error code.",
+            ),
+            &["code"],
+        )
+        .expect("valid metric");
+        let inflight_bytes = IntGauge::new(
+            "qoe_collector_inflight_body_bytes",
+            "Bytes of request bodies held now, as received and decompressed.",
+        )
+        .expect("valid metric");
+        let connections = ConnectionMetrics {
+            open: IntGauge::new("qoe_collector_open_connections", "HTTP connections open now.").expect("valid metric"),
+            closed: IntCounterVec::new(
+                Opts::new(
+                    "qoe_collector_connections_closed_total",
+                    "Connections the collector closed, by reason (timeouts, shed at the cap, refused at the cap).",
+                ),
+                &["reason"],
+            )
+            .expect("valid metric"),
+            requests: requests.clone(),
+        };
+        for (code, _) in ApiError::CODES {
+            request_errors.with_label_values(&[code]);
+        }
+        for reason in CloseReason::ALL {
+            connections.closed.with_label_values(&[reason.as_str()]);
+        }
         for kind in BeaconType::ALL {
             beacons_accepted.with_label_values(&[kind.as_str()]);
         }
@@ -105,6 +145,9 @@ impl Metrics {
             produce_latency,
             queue_depth,
             kafka_up,
+            request_errors,
+            inflight_bytes,
+            connections,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(metrics.requests.clone()),
@@ -115,6 +158,10 @@ impl Metrics {
             Box::new(metrics.produce_latency.clone()),
             Box::new(metrics.queue_depth.clone()),
             Box::new(metrics.kafka_up.clone()),
+            Box::new(metrics.request_errors.clone()),
+            Box::new(metrics.inflight_bytes.clone()),
+            Box::new(metrics.connections.open.clone()),
+            Box::new(metrics.connections.closed.clone()),
         ];
         for collector in collectors {
             metrics.registry.register(collector).expect("metric registered once");

@@ -2,27 +2,31 @@
 //!
 //! A request is answered 200 only after Kafka acknowledged every beacon the response counts as
 //! accepted. Whole-request problems map to statuses in [`ApiError`]; per-beacon problems are listed in
-//! the 200 body and written to the dead-letter topic.
+//! the 200 body and written to the dead-letter topic (bounded: `crate::ingest`).
+//!
+//! Before any work, a client address that failed to authenticate too often gets 429
+//! `auth_rate_limited`; the body is then read under its size, time and memory bounds
+//! ([`crate::body`]), and the key pays for the beacons and the decoded bytes it sent.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use qoe_schemas::wire::{self, BodyFormat, ContentEncoding, Limits, WireError};
 
-use crate::auth::{Denied, KeyRing};
+use crate::auth::{AuthFailures, Cost, Denied, KeyRing};
+use crate::body::{self, InflightBytes};
 use crate::config::CollectorConfig;
+use crate::error::ApiError;
 use crate::ingest::{self, RequestContext};
 use crate::kafka::{BeaconProducer, KafkaHealth, ProduceError};
 use crate::metrics::Metrics;
@@ -31,6 +35,10 @@ use crate::metrics::Metrics;
 pub struct AppState {
     /// The accepted write keys and their rate limits.
     pub keys: KeyRing,
+    /// Failed authentications per client address.
+    pub auth_failures: AuthFailures,
+    /// The bound on bytes of bodies in flight.
+    pub inflight: InflightBytes,
     /// The Kafka producer.
     pub producer: Arc<BeaconProducer>,
     /// The collector's metrics.
@@ -41,134 +49,26 @@ pub struct AppState {
     pub shutdown: CancellationToken,
 }
 
-/// A whole-request problem, with its HTTP status.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    /// No write key in the request.
-    #[error("authorization: missing write key, send Authorization: Bearer <key> or ?key=<key>")]
-    MissingKey,
-    /// A write key the collector does not know.
-    #[error("authorization: unknown write key")]
-    UnknownKey,
-    /// The body, its encoding or its format is wrong.
-    #[error(transparent)]
-    Wire(#[from] WireError),
-    /// The write key sent more beacons than its rate limit allows.
-    #[error("rate limit: write key {key_id:?} is over {rate} beacons/s, retry after {retry_after_secs} s")]
-    RateLimited {
-        /// The key id.
-        key_id: String,
-        /// The configured rate.
-        rate: u64,
-        /// Seconds to wait.
-        retry_after_secs: u64,
-    },
-    /// Kafka did not take the beacons.
-    #[error("kafka unavailable: {cause}, send the whole batch again after {retry_after_secs} s")]
-    KafkaUnavailable {
-        /// What went wrong.
-        cause: ProduceError,
-        /// Seconds to wait.
-        retry_after_secs: u64,
-    },
-    /// The collector is shutting down.
-    #[error("shutting down: retry after {0} s")]
-    ShuttingDown(u64),
-}
-
-impl ApiError {
-    /// Every `code` with its HTTP status, as documented in `collector/openapi.json` (a test checks
-    /// the two agree, and that every variant's code is listed here).
-    pub const CODES: &'static [(&'static str, u16)] = &[
-        ("missing_key", 401),
-        ("unknown_key", 401),
-        ("unsupported_encoding", 415),
-        ("unsupported_media_type", 415),
-        ("body_too_large", 413),
-        ("decoded_body_too_large", 413),
-        ("too_many_beacons", 413),
-        ("bad_compression", 400),
-        ("malformed_body", 400),
-        ("bad_sent_at", 400),
-        ("rate_limited", 429),
-        ("kafka_unavailable", 503),
-        ("shutting_down", 503),
-    ];
-
-    /// The HTTP status of this error.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::MissingKey | ApiError::UnknownKey => StatusCode::UNAUTHORIZED,
-            ApiError::Wire(WireError::UnsupportedEncoding(_) | WireError::UnsupportedMediaType(_)) => {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            }
-            ApiError::Wire(
-                WireError::BodyTooLarge { .. } | WireError::DecodedTooLarge { .. } | WireError::TooManyBeacons { .. },
-            ) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Wire(WireError::BadCompression { .. } | WireError::Malformed(_) | WireError::BadSentAt(_)) => {
-                StatusCode::BAD_REQUEST
-            }
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::KafkaUnavailable { .. } | ApiError::ShuttingDown(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    /// A stable machine-readable code for the JSON body.
-    pub fn code(&self) -> &'static str {
-        match self {
-            ApiError::MissingKey => "missing_key",
-            ApiError::UnknownKey => "unknown_key",
-            ApiError::Wire(WireError::UnsupportedEncoding(_)) => "unsupported_encoding",
-            ApiError::Wire(WireError::UnsupportedMediaType(_)) => "unsupported_media_type",
-            ApiError::Wire(WireError::BodyTooLarge { .. }) => "body_too_large",
-            ApiError::Wire(WireError::DecodedTooLarge { .. }) => "decoded_body_too_large",
-            ApiError::Wire(WireError::TooManyBeacons { .. }) => "too_many_beacons",
-            ApiError::Wire(WireError::BadCompression { .. }) => "bad_compression",
-            ApiError::Wire(WireError::Malformed(_)) => "malformed_body",
-            ApiError::Wire(WireError::BadSentAt(_)) => "bad_sent_at",
-            ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::KafkaUnavailable { .. } => "kafka_unavailable",
-            ApiError::ShuttingDown(_) => "shutting_down",
-        }
-    }
-
-    fn retry_after_secs(&self) -> Option<u64> {
-        match self {
-            ApiError::RateLimited { retry_after_secs, .. } | ApiError::KafkaUnavailable { retry_after_secs, .. } => {
-                Some(*retry_after_secs)
-            }
-            ApiError::ShuttingDown(secs) => Some(*secs),
-            _ => None,
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let body = json!({"error": self.to_string(), "code": self.code()});
-        let mut response = (status, Json(body)).into_response();
-        if let Some(secs) = self.retry_after_secs() {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
-    }
-}
-
-/// The collector's routes.
+/// The collector's public routes; `/metrics` among them unless it is served on its own address
+/// ([`metrics_router`]).
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/beacons", post(post_beacons).options(preflight))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(readyz));
+    let routes = match state.config.metrics_listen {
+        None => routes.route("/metrics", get(metrics)),
+        Some(_) => routes,
+    };
+    routes.with_state(state)
+}
+
+/// The routes of the separate metrics address (`metrics_listen`): `/metrics` and the probes.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
         .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .with_state(state)
 }
 
@@ -179,6 +79,7 @@ async fn post_beacons(State(state): State<Arc<AppState>>, request: Request) -> R
         Ok(body) => (StatusCode::OK, Json(body)).into_response(),
         Err(error) => {
             tracing::debug!(code = error.code(), error = %error, "beacon request refused");
+            state.metrics.request_errors.with_label_values(&[error.code()]).inc();
             error.into_response()
         }
     };
@@ -198,13 +99,25 @@ async fn accept(state: &AppState, request: Request) -> Result<serde_json::Value,
     }
     let received_at = epoch_ms();
     let (parts, body) = request.into_parts();
+    let client_ip = client_ip(&parts, state.config.trust_forwarded_for);
+    let now = Instant::now();
+    if let Some(wait) = client_ip.and_then(|ip| state.auth_failures.blocked(ip, now)) {
+        return Err(ApiError::AuthRateLimited {
+            retry_after_secs: wait_secs(wait),
+        });
+    }
     let Query(query) = Query::<HashMap<String, String>>::try_from_uri(&parts.uri).unwrap_or(Query(HashMap::new()));
     let key_index = state
         .keys
         .authenticate(bearer_token(&parts.headers).or(query.get("key").map(String::as_str)))
-        .map_err(|denied| match denied {
-            Denied::Missing => ApiError::MissingKey,
-            Denied::Unknown => ApiError::UnknownKey,
+        .map_err(|denied| {
+            if let Some(ip) = client_ip {
+                state.auth_failures.fail(ip, now);
+            }
+            match denied {
+                Denied::Missing => ApiError::MissingKey,
+                Denied::Unknown => ApiError::UnknownKey,
+            }
         })?;
     let format = BodyFormat::parse(header_str(&parts.headers, header::CONTENT_TYPE))?;
     let encoding = ContentEncoding::parse(header_str(&parts.headers, header::CONTENT_ENCODING))?;
@@ -213,32 +126,52 @@ async fn accept(state: &AppState, request: Request) -> Result<serde_json::Value,
         .map(|text| wire::parse_sent_at(&serde_json::Value::String(text.clone())))
         .transpose()?;
     let limits: Limits = state.config.limits;
-    let raw = read_body(body, limits.max_body_bytes).await?;
-    let client_ip = client_ip(&parts, state.config.trust_forwarded_for);
+    let content_length = header_str(&parts.headers, header::CONTENT_LENGTH).and_then(|text| text.parse().ok());
+    let mut held = state.inflight.hold_nothing();
+    let raw = body::read(
+        body,
+        content_length,
+        limits.max_body_bytes,
+        Duration::from_secs(state.config.connections.body_timeout_secs),
+        &state.inflight,
+        &mut held,
+    )
+    .await?;
     let context = RequestContext {
         received_at,
         sent_at,
         key_id: state.keys.id(key_index).to_string(),
         client_subnet: client_ip.map(ingest::truncate_ip),
         event_time: state.config.event_time,
+        wire_bytes: raw.len(),
     };
     // Decompression, parsing and validation are CPU work of up to tens of milliseconds for a large
     // batch: off the async workers, so health checks and other requests are not held up.
-    let processed = tokio::task::spawn_blocking(move || -> Result<ingest::Processed, WireError> {
+    let bound = state.inflight.clone();
+    let (processed, decoded_bytes, held) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let decoded = wire::decompress(&raw, encoding, &limits)?;
+        // The decoded copy (when compressed) and the records made from it are held beside the body.
+        let decoded_bytes = decoded.len();
+        if encoding != ContentEncoding::Identity {
+            bound.hold(&mut held, decoded_bytes)?;
+        }
         let batch = wire::parse_batch(&decoded, format, &limits)?;
         drop(decoded);
-        Ok(ingest::process(batch, &context))
+        Ok((ingest::process(batch, &context), decoded_bytes, held))
     })
     .await
     .map_err(|_| ApiError::Wire(WireError::Malformed("could not be processed".to_string())))??;
 
-    let item_count = (processed.accepted.len() + processed.rejected.len()) as u64;
-    if let Err(wait) = state.keys.take(key_index, item_count, Instant::now()) {
+    let cost = Cost {
+        beacons: (processed.accepted.len() + processed.rejected.len()) as u64,
+        bytes: decoded_bytes as u64,
+    };
+    if let Err(over) = state.keys.take(key_index, cost, Instant::now()) {
         return Err(ApiError::RateLimited {
             key_id: state.keys.id(key_index).to_string(),
-            rate: state.config.rate_limit.beacons_per_sec,
-            retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+            rate: over.rate,
+            unit: over.unit,
+            retry_after_secs: wait_secs(over.wait),
         });
     }
     state.metrics.count_rejected(&processed.rejected);
@@ -246,7 +179,7 @@ async fn accept(state: &AppState, request: Request) -> Result<serde_json::Value,
     let produce_started = Instant::now();
     state
         .producer
-        .produce(&processed.accepted, &processed.rejected)
+        .produce(&processed.accepted, &processed.dead_letters)
         .await
         .map_err(|cause| {
             let retry_after_secs = match cause {
@@ -258,6 +191,7 @@ async fn accept(state: &AppState, request: Request) -> Result<serde_json::Value,
                 retry_after_secs,
             }
         })?;
+    drop(held);
     state
         .metrics
         .produce_latency
@@ -271,15 +205,9 @@ async fn accept(state: &AppState, request: Request) -> Result<serde_json::Value,
     Ok(json!({"accepted": processed.accepted.len(), "rejected": rejected}))
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, WireError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(WireError::BodyTooLarge {
-            size: limit.saturating_add(1),
-            limit,
-        }),
-        Err(error) => Err(WireError::Malformed(format!("could not be read: {error}"))),
-    }
+/// Whole seconds to tell a client to wait, at least 1.
+fn wait_secs(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
@@ -418,40 +346,4 @@ pub fn epoch_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_error_code_is_listed_with_its_status() {
-        let errors = [
-            ApiError::MissingKey,
-            ApiError::UnknownKey,
-            ApiError::Wire(WireError::UnsupportedEncoding("br".into())),
-            ApiError::Wire(WireError::UnsupportedMediaType("text/xml".into())),
-            ApiError::Wire(WireError::BodyTooLarge { size: 2, limit: 1 }),
-            ApiError::Wire(WireError::DecodedTooLarge { limit: 1 }),
-            ApiError::Wire(WireError::TooManyBeacons { limit: 1 }),
-            ApiError::Wire(WireError::BadCompression {
-                encoding: "gzip",
-                detail: "corrupt".into(),
-            }),
-            ApiError::Wire(WireError::Malformed("not JSON".into())),
-            ApiError::Wire(WireError::BadSentAt("x".into())),
-            ApiError::RateLimited {
-                key_id: "web".into(),
-                rate: 1,
-                retry_after_secs: 1,
-            },
-            ApiError::KafkaUnavailable {
-                cause: ProduceError::QueueFull,
-                retry_after_secs: 1,
-            },
-            ApiError::ShuttingDown(1),
-        ];
-        let listed: Vec<(&str, u16)> = errors.iter().map(|e| (e.code(), e.status().as_u16())).collect();
-        assert_eq!(listed, ApiError::CODES);
-    }
 }

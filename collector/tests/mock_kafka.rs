@@ -323,7 +323,7 @@ async fn whole_request_problems_get_their_status_and_a_message() {
             vec![AUTH, JSON],
             vec![b' '; 65 * 1024],
             413,
-            "body: 65537 bytes is over the limit of 65536 bytes",
+            "body: 66560 bytes is over the limit of 65536 bytes",
         ),
         (
             "",

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use rdkafka::mocking::MockCluster;
 use serde_json::Value;
 
-use qoe_collector::server::ApiError;
+use qoe_collector::error::ApiError;
 use support::{config, Collector};
 
 fn document_path() -> PathBuf {
