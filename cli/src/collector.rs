@@ -198,6 +198,16 @@ mod tests {
         args: CollectorArgs,
     }
 
+    /// The full file in docs/collector.md is a valid configuration and its values are the defaults.
+    #[test]
+    fn the_documented_file_holds_the_defaults() {
+        let doc = include_str!("../../docs/collector.md");
+        let start = doc.find("```toml\n").expect("a toml block in docs/collector.md") + "```toml\n".len();
+        let end = start + doc[start..].find("```").unwrap();
+        let documented: CollectorConfig = toml::from_str(&doc[start..end]).unwrap();
+        assert_eq!(documented, CollectorConfig::default());
+    }
+
     #[test]
     fn flags_override_the_file_and_the_file_overrides_defaults() {
         let dir = std::env::temp_dir().join(format!("qoe-cli-config-{}", std::process::id()));

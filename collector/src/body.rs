@@ -83,6 +83,16 @@ impl InflightBytes {
         Ok(())
     }
 
+    /// Gives back what `held` holds beyond `keep` bytes (after a reservation turned out larger than
+    /// what was used).
+    pub fn release_beyond(&self, held: &mut Held, keep: usize) {
+        if let Some(permit) = &mut held.permit {
+            let excess = permit.num_permits().saturating_sub(keep);
+            drop(permit.split(excess));
+        }
+        self.update_gauge();
+    }
+
     fn update_gauge(&self) {
         let available = self.semaphore.available_permits() as u64;
         self.gauge.set(self.limit.saturating_sub(available) as i64);

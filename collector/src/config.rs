@@ -233,8 +233,8 @@ impl Default for RateLimitConfig {
         RateLimitConfig {
             beacons_per_sec: 200_000,
             burst: 400_000,
-            bytes_per_sec: 64 * 1024 * 1024,
-            burst_bytes: 128 * 1024 * 1024,
+            bytes_per_sec: 128 * 1024 * 1024,
+            burst_bytes: 256 * 1024 * 1024,
             auth_failures_per_sec: 1,
             auth_failures_burst: 20,
         }

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use qoe_schemas::text::text_problem;
 use qoe_schemas::wire::{Batch, Item};
 use qoe_schemas::{Beacon, BeaconType, FieldError, RejectReason};
 
@@ -107,16 +108,24 @@ pub struct OmittedLetters<'a> {
 
 /// Most item bytes one dead letter keeps.
 pub const MAX_DEAD_LETTER_ITEM_BYTES: usize = 4 * 1024;
+/// Room ids longer than this (the contract's limit) are not used as a dead letter's key.
+const MAX_ROOM_ID_CHARS: usize = 128;
+
+/// Bytes a dead letter takes beyond its item (error, reason, index, times, key id, subnet, size),
+/// kept free in the budget before a letter is written.
+const LETTER_FIELDS_BYTES: usize = 512;
+
 /// Most dead letters one request writes, the summary ([`OmittedLetters`]) not counted.
 pub const MAX_DEAD_LETTERS: usize = 64;
 
-/// What the dead letters of one request may still keep: item bytes up to the size of the request
-/// as sent (at least one [`MAX_DEAD_LETTER_ITEM_BYTES`]) and at most [`MAX_DEAD_LETTERS`] letters, so
-/// a small compressed body of junk writes at most a small multiple of its own size (about 64 × 300
-/// bytes of letter fields on top of its size).
+/// What the dead letters of one request may still write: in all, twice the size of the request as
+/// sent (at least 8 KiB, so a small request's first refusals are still kept) and at most
+/// [`MAX_DEAD_LETTERS`] letters, each letter charged its whole serialized size. So a small
+/// compressed body of junk writes at most a small multiple of its own size, plus one letter and the
+/// summary.
 #[derive(Debug)]
 struct DeadLetterBudget {
-    item_bytes: usize,
+    letter_bytes: usize,
     letters: usize,
     omitted: std::collections::BTreeMap<&'static str, usize>,
     first_omitted: Option<usize>,
@@ -125,7 +134,7 @@ struct DeadLetterBudget {
 impl DeadLetterBudget {
     fn new(wire_bytes: usize) -> DeadLetterBudget {
         DeadLetterBudget {
-            item_bytes: wire_bytes.max(MAX_DEAD_LETTER_ITEM_BYTES),
+            letter_bytes: wire_bytes.saturating_mul(2).max(2 * MAX_DEAD_LETTER_ITEM_BYTES),
             letters: MAX_DEAD_LETTERS,
             omitted: Default::default(),
             first_omitted: None,
@@ -201,9 +210,10 @@ pub fn process(batch: Batch, context: &RequestContext) -> Processed {
     }
     if let Some(index) = budget.first_omitted {
         let count: usize = budget.omitted.values().sum();
+        let kept = processed.dead_letters.len();
         let summary = OmittedLetters {
             error: format!(
-                "{count} more refused items of this request are not kept (the first {MAX_DEAD_LETTERS} are)"
+                "{count} more refused items of this request are not kept as dead letters (the first {kept} are)"
             ),
             reason: "omitted",
             index,
@@ -303,15 +313,17 @@ fn reject(
     context: &RequestContext,
     budget: &mut DeadLetterBudget,
 ) {
-    if budget.letters == 0 {
+    if budget.letters == 0 || budget.letter_bytes < LETTER_FIELDS_BYTES {
         *budget.omitted.entry(error.reason.as_str()).or_default() += 1;
         budget.first_omitted.get_or_insert(index);
         processed.rejected.push(RejectedRecord { index, error });
         return;
     }
     budget.letters -= 1;
-    let keep = item.len().min(MAX_DEAD_LETTER_ITEM_BYTES).min(budget.item_bytes);
-    budget.item_bytes -= keep;
+    let keep = item
+        .len()
+        .min(MAX_DEAD_LETTER_ITEM_BYTES)
+        .min(budget.letter_bytes - LETTER_FIELDS_BYTES);
     let truncated = keep < item.len();
     let kept = if truncated {
         let mut end = keep;
@@ -330,9 +342,11 @@ fn reject(
         struct RoomOnly {
             room_id: Option<String>,
         }
+        // The key picks the partition and shows in tools: only a room id the contract would take.
         serde_json::from_str::<RoomOnly>(raw.get())
             .ok()
             .and_then(|room| room.room_id)
+            .filter(|room| (1..=MAX_ROOM_ID_CHARS).contains(&room.chars().count()) && text_problem(room).is_none())
     });
     let as_sent = match as_json {
         Some(raw) => raw,
@@ -349,10 +363,9 @@ fn reject(
         beacon: &as_sent,
         truncated,
     };
-    processed.dead_letters.push(DeadLetterRecord {
-        key,
-        value: serde_json::to_vec(&letter).unwrap_or_default(),
-    });
+    let value = serde_json::to_vec(&letter).unwrap_or_default();
+    budget.letter_bytes = budget.letter_bytes.saturating_sub(value.len());
+    processed.dead_letters.push(DeadLetterRecord { key, value });
     processed.rejected.push(RejectedRecord { index, error });
 }
 
@@ -495,42 +508,64 @@ mod tests {
     }
 
     /// 500 junk strings of 16 KB in a body of a few KB (gzip) must not become megabytes of dead
-    /// letters: the item bytes kept are bounded by the body's size and the letters by their count.
+    /// letters: the letters written, fields and all, are bounded by twice the body's size (at least
+    /// 8 KiB) plus one letter and the summary, and every refused item is still accounted for.
     #[test]
     fn dead_letters_stay_within_a_small_multiple_of_the_body() {
         let junk = format!("\"{}\"", "A".repeat(16 * 1024));
+        for wire_bytes in [9 * 1024, 40] {
+            let batch = Batch {
+                sent_at: None,
+                items: (0..500).map(|_| Item::Json(junk.clone().into())).collect(),
+            };
+            let processed = process(
+                batch,
+                &RequestContext {
+                    wire_bytes,
+                    ..context()
+                },
+            );
+            assert_eq!(processed.rejected.len(), 500);
+            let letters = &processed.dead_letters;
+            assert!(letters.len() >= 2 && letters.len() <= MAX_DEAD_LETTERS + 1);
+            let written: usize = letters.iter().map(|letter| letter.value.len()).sum();
+            let budget = (2 * wire_bytes).max(2 * MAX_DEAD_LETTER_ITEM_BYTES);
+            assert!(
+                written < budget + MAX_DEAD_LETTER_ITEM_BYTES + 2 * LETTER_FIELDS_BYTES,
+                "{written} bytes of dead letters for {wire_bytes} sent"
+            );
+            let first: Value = serde_json::from_slice(&letters[0].value).unwrap();
+            assert_eq!(first["size"], 16 * 1024 + 2);
+            assert_eq!(first["truncated"], true);
+            assert_eq!(first["beacon"].as_str().unwrap().len(), MAX_DEAD_LETTER_ITEM_BYTES);
+            let summary: Value = serde_json::from_slice(letters.last().unwrap().value.as_slice()).unwrap();
+            let kept = letters.len() - 1;
+            assert_eq!(summary["reason"], "omitted");
+            assert_eq!(summary["index"], kept);
+            assert_eq!(summary["omitted"], json!({"malformed": 500 - kept}));
+        }
+    }
+
+    /// A dead letter is keyed by the item's room id only when the contract would take that id.
+    #[test]
+    fn dead_letters_are_keyed_only_by_valid_room_ids() {
+        let mut good = join(NOW, 0);
+        good["seq"] = json!(-1);
+        let mut control = good.clone();
+        control["room_id"] = json!("r\u{202e}7");
+        let mut long = good.clone();
+        long["room_id"] = json!("r".repeat(129));
         let batch = Batch {
             sent_at: None,
-            items: (0..500).map(|_| Item::Json(junk.clone().into())).collect(),
+            items: vec![item(good), item(control), item(long)],
         };
-        let wire_bytes = 9 * 1024;
-        let processed = process(
-            batch,
-            &RequestContext {
-                wire_bytes,
-                ..context()
-            },
-        );
-        assert_eq!(processed.rejected.len(), 500);
-        assert_eq!(processed.dead_letters.len(), MAX_DEAD_LETTERS + 1);
-        let written: usize = processed.dead_letters.iter().map(|letter| letter.value.len()).sum();
-        assert!(
-            written < 4 * wire_bytes,
-            "{written} bytes of dead letters for {wire_bytes} sent"
-        );
-        let first: Value = serde_json::from_slice(&processed.dead_letters[0].value).unwrap();
-        assert_eq!(first["size"], 16 * 1024 + 2);
-        assert_eq!(first["truncated"], true);
-        let prefix = |letter: usize| {
-            let letter: Value = serde_json::from_slice(&processed.dead_letters[letter].value).unwrap();
-            letter["beacon"].as_str().unwrap().len()
-        };
-        // The budget of 9 KiB: two prefixes of 4 KiB, one of 1 KiB, then none.
-        assert_eq!((prefix(1), prefix(2), prefix(3)), (4096, 1024, 0));
-        let summary: Value = serde_json::from_slice(processed.dead_letters.last().unwrap().value.as_slice()).unwrap();
-        assert_eq!(summary["reason"], "omitted");
-        assert_eq!(summary["index"], MAX_DEAD_LETTERS);
-        assert_eq!(summary["omitted"], json!({"malformed": 500 - MAX_DEAD_LETTERS}));
+        let processed = process(batch, &context());
+        let keys: Vec<Option<&str>> = processed
+            .dead_letters
+            .iter()
+            .map(|letter| letter.key.as_deref())
+            .collect();
+        assert_eq!(keys, [Some("r7"), None, None]);
     }
 
     #[test]

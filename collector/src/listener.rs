@@ -3,9 +3,11 @@
 //! What a client gets (the "Hostile clients" section of `docs/collector.md` lists the defaults):
 //! - **At most `max_connections` open.** A connection accepted at the cap closes the connection that
 //!   has been idle longest (no request in progress: waiting for its first headers, or between two
-//!   requests), so a valid request still gets through while sockets that send nothing hold every
-//!   slot. Only when every open connection is in the middle of a request is the new one closed at
-//!   once. Counted as `qoe_collector_connections_closed_total{reason="shed"}` and `{reason="refused"}`.
+//!   requests) among all open ones, or among 256 chosen at random when more are open, so a valid
+//!   request still gets through while sockets that send nothing hold every slot. A connection shed
+//!   just as its request arrives gets 100 ms to start it, and then finishes it. Only when no
+//!   connection looked at is idle is the new one closed at once. Counted as
+//!   `qoe_collector_connections_closed_total{reason="shed"}` and `{reason="refused"}`.
 //! - **Headers within `header_timeout`** of the connection's start, and the next request's headers
 //!   within `idle_timeout` of the previous response: otherwise the connection is closed without an
 //!   answer (`reason="header_timeout"`, `reason="idle_timeout"`), as nginx does. The body has its own
@@ -19,7 +21,6 @@
 //! Each connection's state is two atomics and a token, read by its own watchdog: no lock on the
 //! request path. The registry of open connections takes a lock on accept and close only.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -138,49 +139,143 @@ impl Drop for InProgress {
     }
 }
 
-/// The open connections.
+/// The open connections, in slots (a connection's id is its slot) so that a victim can be sampled
+/// without walking every connection.
 struct Registry {
     epoch: Instant,
-    next_id: AtomicU64,
-    open: Mutex<HashMap<u64, Arc<Connection>>>,
+    open: Mutex<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    slots: Vec<Option<Arc<Connection>>>,
+    free: Vec<usize>,
+    len: usize,
+    /// xorshift state for sampling.
+    random: u64,
+}
+
+/// Connections looked at to find the one to shed: all of them up to this many, else this many
+/// chosen at random (the oldest idle of a random sample, as Redis approximates LRU), so an accept at
+/// the cap costs the same with 100 connections open or a million.
+const SHED_SAMPLE: usize = 256;
+
+impl Slots {
+    fn next_random(&mut self) -> u64 {
+        // xorshift64: sampling needs spread, not unpredictability.
+        let mut x = self.random.max(1);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.random = x;
+        x
+    }
+
+    /// The idle connection idle longest among a sample, if any.
+    fn victim(&mut self) -> Option<usize> {
+        let is_candidate = |connection: &Arc<Connection>| connection.is_idle() && !connection.shed.is_cancelled();
+        let idle_since = |connection: &Arc<Connection>| connection.idle_since_ms.load(Ordering::Acquire);
+        if self.slots.len() <= SHED_SAMPLE {
+            return self
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(id, slot)| slot.as_ref().filter(|c| is_candidate(c)).map(|c| (id, idle_since(c))))
+                .min_by_key(|(_, since)| *since)
+                .map(|(id, _)| id);
+        }
+        let mut best: Option<(usize, u64)> = None;
+        for _ in 0..SHED_SAMPLE {
+            let id = (self.next_random() % self.slots.len() as u64) as usize;
+            if let Some(connection) = self.slots[id].as_ref().filter(|c| is_candidate(c)) {
+                let since = idle_since(connection);
+                if best.is_none_or(|(_, oldest)| since < oldest) {
+                    best = Some((id, since));
+                }
+            }
+        }
+        best.map(|(id, _)| id)
+    }
+
+    fn insert(&mut self, connection: Arc<Connection>) -> usize {
+        self.len += 1;
+        match self.free.pop() {
+            Some(id) => {
+                self.slots[id] = Some(connection);
+                id
+            }
+            None => {
+                self.slots.push(Some(connection));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    fn remove(&mut self, id: usize) -> Option<Arc<Connection>> {
+        let connection = self.slots.get_mut(id)?.take()?;
+        self.free.push(id);
+        self.len -= 1;
+        Some(connection)
+    }
 }
 
 impl Registry {
-    /// Registers a new connection, shedding the longest-idle one at the cap; `None` when the cap is
-    /// reached and no connection is idle.
-    fn admit(&self, max_connections: usize, metrics: &ConnectionMetrics) -> Option<(u64, Arc<Connection>)> {
+    /// Registers a new connection, shedding the longest-idle one of a sample at the cap; `None` when
+    /// the cap is reached and no sampled connection is idle.
+    fn admit(self: &Arc<Self>, max_connections: usize, metrics: &ConnectionMetrics) -> Option<Registered> {
         let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if open.len() >= max_connections {
-            let victim = open
-                .iter()
-                .filter(|(_, connection)| connection.is_idle() && !connection.shed.is_cancelled())
-                .min_by_key(|(_, connection)| connection.idle_since_ms.load(Ordering::Acquire))
-                .map(|(id, _)| *id);
-            let Some(victim) = victim else {
+        if open.len >= max_connections {
+            let Some(victim) = open.victim() else {
                 metrics.count_closed(CloseReason::Refused);
                 return None;
             };
-            if let Some(connection) = open.remove(&victim) {
+            if let Some(connection) = open.remove(victim) {
                 connection.shed.cancel();
                 metrics.count_closed(CloseReason::Shed);
             }
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let connection = Arc::new(Connection {
             in_progress: AtomicU32::new(0),
             idle_since_ms: AtomicU64::new(ms_since(self.epoch)),
             served: AtomicBool::new(false),
             shed: CancellationToken::new(),
         });
-        open.insert(id, Arc::clone(&connection));
-        metrics.open.set(open.len() as i64);
-        Some((id, connection))
+        let id = open.insert(Arc::clone(&connection));
+        metrics.open.set(open.len as i64);
+        Some(Registered {
+            id,
+            connection,
+            registry: Arc::clone(self),
+            metrics: metrics.clone(),
+        })
     }
 
-    fn remove(&self, id: u64, metrics: &ConnectionMetrics) {
+    /// Removes `id` unless it was shed already (then its slot may hold a newer connection).
+    fn remove(&self, id: usize, connection: &Arc<Connection>, metrics: &ConnectionMetrics) {
         let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        open.remove(&id);
-        metrics.open.set(open.len() as i64);
+        let same = open
+            .slots
+            .get(id)
+            .and_then(Option::as_ref)
+            .is_some_and(|held| Arc::ptr_eq(held, connection));
+        if same {
+            open.remove(id);
+        }
+        metrics.open.set(open.len as i64);
+    }
+}
+
+/// A connection's place in the registry, given back when dropped (also when its task panics).
+struct Registered {
+    id: usize,
+    connection: Arc<Connection>,
+    registry: Arc<Registry>,
+    metrics: ConnectionMetrics,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.registry.remove(self.id, &self.connection, &self.metrics);
     }
 }
 
@@ -199,8 +294,7 @@ pub async fn serve(
 ) {
     let registry = Arc::new(Registry {
         epoch: Instant::now(),
-        next_id: AtomicU64::new(0),
-        open: Mutex::new(HashMap::new()),
+        open: Mutex::new(Slots::default()),
     });
     let mut tasks = JoinSet::new();
     let mut last_accept_error: Option<Instant> = None;
@@ -224,7 +318,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let Some((id, connection)) = registry.admit(limits.max_connections, &metrics) else {
+        let Some(registered) = registry.admit(limits.max_connections, &metrics) else {
             drop(stream);
             continue;
         };
@@ -234,27 +328,28 @@ pub async fn serve(
             peer,
             router.clone(),
             limits,
-            Arc::clone(&registry),
-            (id, connection),
-            metrics.clone(),
+            registered,
             shutdown.clone(),
         ));
     }
     while tasks.join_next().await.is_some() {}
 }
 
-#[allow(clippy::too_many_arguments)] // one call site, each argument a distinct piece of the connection
+/// How long a shed connection may take to start a request it had already sent when it was chosen
+/// (the victim is picked as idle, but its request may be parsed at that moment).
+const SHED_GRACE: Duration = Duration::from_millis(100);
+
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     router: Router,
     limits: ConnectionLimits,
-    registry: Arc<Registry>,
-    (id, connection): (u64, Arc<Connection>),
-    metrics: ConnectionMetrics,
+    registered: Registered,
     shutdown: CancellationToken,
 ) {
-    let epoch = registry.epoch;
+    let epoch = registered.registry.epoch;
+    let connection = Arc::clone(&registered.connection);
+    let metrics = registered.metrics.clone();
     let service = {
         let connection = Arc::clone(&connection);
         hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
@@ -279,8 +374,14 @@ async fn serve_connection(
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(serving);
     let mut draining = false;
+    // Shed: hyper is asked to stop after the request in progress, if any; a connection still idle
+    // after the grace is closed, one that started a request finishes it and then closes.
+    let mut shed_at: Option<Instant> = None;
     loop {
-        let deadline = watchdog_deadline(&connection, &limits, epoch);
+        let deadline = match shed_at {
+            Some(at) => at + SHED_GRACE,
+            None => watchdog_deadline(&connection, &limits, epoch),
+        };
         tokio::select! {
             result = serving.as_mut() => {
                 if let Err(error) = result {
@@ -288,12 +389,26 @@ async fn serve_connection(
                 }
                 break;
             }
-            _ = connection.shed.cancelled() => break,
+            _ = connection.shed.cancelled(), if shed_at.is_none() => {
+                if !draining {
+                    serving.as_mut().graceful_shutdown();
+                    draining = true;
+                }
+                shed_at = Some(Instant::now());
+            }
             _ = shutdown.cancelled(), if !draining => {
                 serving.as_mut().graceful_shutdown();
                 draining = true;
             }
             _ = tokio::time::sleep_until(deadline) => {
+                if shed_at.is_some() {
+                    if connection.is_idle() {
+                        break;
+                    }
+                    // A request started: let it finish under its own timeouts.
+                    shed_at = Some(Instant::now() + limits.idle_timeout);
+                    continue;
+                }
                 if connection.is_idle() && watchdog_deadline(&connection, &limits, epoch) <= Instant::now() {
                     let reason = if connection.served.load(Ordering::Acquire) {
                         CloseReason::IdleTimeout
@@ -307,7 +422,7 @@ async fn serve_connection(
             }
         }
     }
-    registry.remove(id, &metrics);
+    drop(registered);
 }
 
 /// When the watchdog next looks: the idle deadline of an idle connection, or one idle timeout from
@@ -325,17 +440,77 @@ fn watchdog_deadline(connection: &Connection, limits: &ConnectionLimits, epoch: 
 }
 
 /// hyper answered the request itself (400, 414 or 431) and ended the connection: count the answer.
+/// hyper answers only head parse errors (its `on_error`): a bad method, URI, version or header
+/// (400), a head over the buffer (431) or a URI over its limit (414); other errors get no answer.
 fn count_hyper_refusal(error: &hyper::Error, metrics: &ConnectionMetrics) {
     if !error.is_parse() && !error.is_parse_too_large() {
         return;
     }
-    // hyper's error kinds are not public beyond these predicates; its message names the URI case.
-    let status = if !error.is_parse_too_large() {
-        "400"
-    } else if error.to_string().contains("URI too long") {
+    // hyper's error kinds are not public beyond these predicates; its message names each case.
+    let message = error.to_string();
+    let status = if message.contains("URI too long") {
         "414"
-    } else {
+    } else if error.is_parse_too_large() {
         "431"
+    } else if !message.contains("HTTP2 preface")
+        && [
+            "invalid HTTP method",
+            "invalid URI",
+            "invalid HTTP version",
+            "invalid HTTP header",
+            "invalid content-length",
+            "invalid transfer-encoding",
+            "unexpected transfer-encoding",
+        ]
+        .iter()
+        .any(|answered| message.starts_with(answered))
+    {
+        "400"
+    } else {
+        return;
     };
     metrics.requests.with_label_values(&[status]).inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection(busy: bool, idle_since_ms: u64) -> Arc<Connection> {
+        Arc::new(Connection {
+            in_progress: AtomicU32::new(u32::from(busy)),
+            idle_since_ms: AtomicU64::new(idle_since_ms),
+            served: AtomicBool::new(false),
+            shed: CancellationToken::new(),
+        })
+    }
+
+    #[test]
+    fn the_victim_is_the_longest_idle_of_few_connections() {
+        let mut slots = Slots::default();
+        slots.insert(connection(true, 0));
+        slots.insert(connection(false, 50));
+        slots.insert(connection(false, 20));
+        assert_eq!(slots.victim(), Some(2));
+        slots.remove(2);
+        assert_eq!(slots.victim(), Some(1));
+        slots.remove(1);
+        assert_eq!(slots.victim(), None, "a busy connection is never shed");
+    }
+
+    #[test]
+    fn among_many_connections_a_sample_finds_an_idle_one() {
+        let mut slots = Slots::default();
+        // 100,000 open, a tenth idle: a sample of 256 misses them all with probability 0.9^256.
+        for id in 0..100_000u64 {
+            slots.insert(connection(id % 10 != 0, id));
+        }
+        for _ in 0..100 {
+            let victim = slots.victim().expect("an idle connection in the sample");
+            assert_eq!(victim % 10, 0);
+            slots.remove(victim);
+            slots.insert(connection(true, 0));
+        }
+        assert_eq!(slots.len, 100_000);
+    }
 }

@@ -149,12 +149,18 @@ async fn accept(state: &AppState, request: Request) -> Result<serde_json::Value,
     // batch: off the async workers, so health checks and other requests are not held up.
     let bound = state.inflight.clone();
     let (processed, decoded_bytes, held) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        // The decoded copy, and the records made from it, are held beside the body: a compressed
+        // body reserves the whole decoded limit before it is inflated (its size is unknown until
+        // then) and gives back what it did not use; an identity body holds its copy.
+        let body_held = raw.len();
+        let reserve = match encoding {
+            ContentEncoding::Identity => raw.len(),
+            _ => limits.max_decoded_bytes,
+        };
+        bound.hold(&mut held, reserve)?;
         let decoded = wire::decompress(&raw, encoding, &limits)?;
-        // The decoded copy (when compressed) and the records made from it are held beside the body.
         let decoded_bytes = decoded.len();
-        if encoding != ContentEncoding::Identity {
-            bound.hold(&mut held, decoded_bytes)?;
-        }
+        bound.release_beyond(&mut held, body_held + decoded_bytes);
         let batch = wire::parse_batch(&decoded, format, &limits)?;
         drop(decoded);
         Ok((ingest::process(batch, &context), decoded_bytes, held))

@@ -162,7 +162,13 @@ async fn header_and_keep_alive_timeouts_close_silent_sockets() {
     assert!(kept_closed >= Duration::from_millis(1900), "{kept_closed:?}");
     assert!(kept_closed < Duration::from_secs(5), "{kept_closed:?}");
 
-    let metrics = collector.metrics().await;
+    // A fresh client: the harness's pooled connection may itself be at its idle timeout now.
+    let metrics = reqwest::get(collector.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     // At least these: the test client's own pooled connections may time out too.
     assert!(
         metric(
@@ -310,9 +316,9 @@ fn resident_bytes() -> u64 {
     kib * 1024
 }
 
-/// A 9 KB gzip body of 500 junk strings of 16 KB: every item is refused, and the dead letters
-/// written stay within a small multiple of the bytes sent (64 letters of a bounded prefix, then one
-/// summary of the rest), while the decoded bytes count against the key's byte rate.
+/// A gzip body of a few KB holding 500 junk strings of 16 KB: every item is refused and listed, and
+/// the dead letters written stay within twice the bytes sent (plus one letter and a summary of
+/// the rest).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn junk_cannot_amplify_into_dead_letters() {
     let (_cluster, brokers) = cluster();
@@ -338,11 +344,11 @@ async fn junk_cannot_amplify_into_dead_letters() {
     assert_eq!(body["accepted"], 0);
     assert_eq!(body["rejected"].as_array().unwrap().len(), 500);
 
-    let letters = read_topic(&brokers, DLQ, 65);
-    assert_eq!(letters.len(), 65);
+    let letters = read_topic(&brokers, DLQ, 2);
     let written: usize = letters.iter().map(|(_, letter)| letter.to_string().len()).sum();
+    // Twice the body (at least 8 KiB), one letter of 4 KiB over it and the summary.
     assert!(
-        written < 4 * gzip.len().max(4096),
+        written < (2 * gzip.len()).max(8192) + 6 * 1024,
         "{written} bytes of dead letters for {} bytes sent",
         gzip.len()
     );
@@ -351,7 +357,11 @@ async fn junk_cannot_amplify_into_dead_letters() {
         .map(|(_, letter)| letter)
         .find(|letter| letter["reason"] == "omitted")
         .expect("a summary of the letters not written");
-    assert_eq!(summary["omitted"]["malformed"], 436, "{summary}");
+    assert_eq!(
+        summary["omitted"]["malformed"].as_u64().unwrap() as usize + letters.len() - 1,
+        500,
+        "{summary}"
+    );
     let first = letters
         .iter()
         .map(|(_, letter)| letter)

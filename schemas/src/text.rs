@@ -5,10 +5,12 @@
 //! (U+202E RIGHT-TO-LEFT OVERRIDE), or that breaks a line-oriented reader (a newline) is refused:
 //!
 //! - no control character anywhere: C0 (U+0000–U+001F), DEL (U+007F), C1 (U+0080–U+009F), the line
-//!   and paragraph separators (U+2028, U+2029) and the bidirectional controls (U+061C, U+200E,
-//!   U+200F, U+202A–U+202E, U+2066–U+2069);
-//! - no whitespace at either end (Unicode `White_Space`, and U+FEFF ZERO WIDTH NO-BREAK SPACE, the
-//!   byte-order mark), which also refuses a value made only of whitespace.
+//!   and paragraph separators (U+2028, U+2029), the bidirectional controls (U+061C, U+200E,
+//!   U+200F, U+202A–U+202E, U+2066–U+2069) and the invisible characters that make look-alikes
+//!   (U+200B ZERO WIDTH SPACE, U+2060 WORD JOINER, U+FEFF ZERO WIDTH NO-BREAK SPACE, the byte-order
+//!   mark; the zero-width joiners U+200C and U+200D are kept, several scripts need them);
+//! - no whitespace at either end (Unicode `White_Space`), which also refuses a value made only of
+//!   whitespace.
 //!
 //! Whitespace inside a value (`Samsung Galaxy S24`) is fine. The JSON Schema states the same rule as
 //! a `pattern` built from [`FORBIDDEN`] and [`EDGE_WHITESPACE`] (a test checks that the two agree).
@@ -28,14 +30,17 @@ pub const FORBIDDEN: &[(char, char)] = &[
     ('\u{0000}', '\u{001F}'),
     ('\u{007F}', '\u{009F}'),
     ('\u{061C}', '\u{061C}'),
+    ('\u{200B}', '\u{200B}'),
     ('\u{200E}', '\u{200F}'),
     ('\u{2028}', '\u{2029}'),
     ('\u{202A}', '\u{202E}'),
+    ('\u{2060}', '\u{2060}'),
     ('\u{2066}', '\u{2069}'),
+    ('\u{FEFF}', '\u{FEFF}'),
 ];
 
 /// Characters refused at either end of a text (beyond [`FORBIDDEN`]), as inclusive ranges: Unicode
-/// `White_Space` and U+FEFF.
+/// `White_Space`.
 pub const EDGE_WHITESPACE: &[(char, char)] = &[
     ('\u{0009}', '\u{000D}'),
     ('\u{0020}', '\u{0020}'),
@@ -47,13 +52,12 @@ pub const EDGE_WHITESPACE: &[(char, char)] = &[
     ('\u{202F}', '\u{202F}'),
     ('\u{205F}', '\u{205F}'),
     ('\u{3000}', '\u{3000}'),
-    ('\u{FEFF}', '\u{FEFF}'),
 ];
 
 /// What is wrong with a text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TextProblem {
-    /// A control, separator or bidirectional-control character.
+    /// A control, separator, bidirectional-control or invisible character.
     Control(char),
     /// Whitespace at the start or the end (a blank value starts with whitespace).
     EdgeWhitespace(char),
