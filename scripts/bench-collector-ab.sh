@@ -5,13 +5,13 @@
 # simulator/examples/load.rs, so they differ only in the collector crate. For each revision, ROUNDS
 # times in alternation: the max throughput (BEACONS pre-generated beacons as fast as they go, with the
 # collector's CPU time per beacon), then half that rate for about 30 s (request latency percentiles).
-# Usage: scripts/bench-collector-ab.sh [BASE_REV] [BEACONS] [ROUNDS]   (defaults: 6f48f2a 1000000 2)
+# Usage: scripts/bench-collector-ab.sh [BASE_REV] [BEACONS] [ROUNDS]   (defaults: 6f48f2a 1000000 4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 base_rev="${1:-6f48f2a}"
 beacons="${2:-1000000}"
-rounds="${3:-2}"
+rounds="${3:-4}"
 work="$(mktemp -d)"
 run_id="$(date +%s)"
 secret="bench-secret-0001"
