@@ -17,6 +17,7 @@ cargo fmt --all -- --check
 
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+python3 scripts/check-import-cycles.py
 
 step "tools for the batch suites and the deploy checks"
 ensure_duckdb

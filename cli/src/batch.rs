@@ -65,13 +65,7 @@ pub(crate) async fn run(args: BatchArgs, shutdown: CancellationToken) -> anyhow:
     let dedup_horizon = hours("--dedup-horizon-hours", args.dedup_horizon_hours)?;
     let session_horizon = hours("--session-horizon-hours", args.session_horizon_hours)?;
     let input = if args.input == "kafka" {
-        let mut options = Vec::new();
-        for option in &args.kafka_options {
-            let Some((key, value)) = option.split_once('=') else {
-                bail!("--kafka-option {option:?}: expected KEY=VALUE");
-            };
-            options.push((key.to_string(), value.to_string()));
-        }
+        let options = crate::kafka_args::kafka_options(&args.kafka_options)?;
         Input::Kafka(KafkaInput {
             brokers: args.brokers.clone(),
             topic: args.topic.clone(),

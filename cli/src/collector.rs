@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use qoe_collector::CollectorConfig;
 
 /// Runs the beacon collector: HTTP intake into Kafka.
@@ -177,14 +177,7 @@ fn set<T>(target: &mut T, value: Option<T>) {
 }
 
 fn parse_options(options: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut parsed = BTreeMap::new();
-    for option in options {
-        let Some((key, value)) = option.split_once('=') else {
-            bail!("--kafka-option {option:?}: expected KEY=VALUE");
-        };
-        parsed.insert(key.trim().to_string(), value.trim().to_string());
-    }
-    Ok(parsed)
+    Ok(crate::kafka_args::kafka_options(options)?.into_iter().collect())
 }
 
 #[cfg(test)]

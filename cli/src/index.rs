@@ -40,7 +40,7 @@ impl RollupReaderArgs {
             brokers: self.brokers.clone(),
             topic: self.topic.clone(),
             group_id: self.group_id.clone().unwrap_or_else(|| default_group.to_string()),
-            options: crate::stream::kafka_options(&self.kafka_options)?,
+            options: crate::kafka_args::kafka_options(&self.kafka_options)?,
             exit_when_idle: self.exit_when_idle_secs.map(Duration::from_secs),
         })
     }

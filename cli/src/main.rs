@@ -10,6 +10,7 @@ mod collector;
 mod demo;
 mod es_args;
 mod index;
+mod kafka_args;
 mod metrics_server;
 mod quickstart;
 mod report;

@@ -88,7 +88,7 @@ pub(crate) async fn run(args: StreamArgs, shutdown: CancellationToken) -> anyhow
         Some(seconds) => Some(Duration::from_secs(seconds)),
         None => None,
     };
-    let options = kafka_options(&args.kafka_options)?;
+    let options = crate::kafka_args::kafka_options(&args.kafka_options)?;
     let metrics = Metrics::new();
     if let Some(addr) = args.metrics_addr {
         crate::metrics_server::spawn(addr, metrics.registry.clone(), shutdown.clone()).await?;
@@ -187,17 +187,6 @@ pub(crate) async fn run(args: StreamArgs, shutdown: CancellationToken) -> anyhow
         std::fs::write(path, text).with_context(|| format!("--report-json {}", path.display()))?;
     }
     Ok(())
-}
-
-/// `--kafka-option KEY=VALUE` flags as pairs.
-pub(crate) fn kafka_options(flags: &[String]) -> anyhow::Result<Vec<(String, String)>> {
-    flags
-        .iter()
-        .map(|option| match option.split_once('=') {
-            Some((key, value)) => Ok((key.to_string(), value.to_string())),
-            None => bail!("--kafka-option {option:?}: expected KEY=VALUE"),
-        })
-        .collect()
 }
 
 fn seconds_ms(flag: &str, seconds: u64) -> anyhow::Result<i64> {

@@ -56,13 +56,9 @@ pub(crate) async fn run(args: TopicsArgs) -> anyhow::Result<()> {
     } else {
         args.topics.clone()
     };
-    let mut options = BTreeMap::new();
-    for option in &args.kafka_options {
-        let Some((key, value)) = option.split_once('=') else {
-            bail!("--kafka-option {option:?}: expected KEY=VALUE");
-        };
-        options.insert(key.trim().to_string(), value.trim().to_string());
-    }
+    let options: BTreeMap<String, String> = crate::kafka_args::kafka_options(&args.kafka_options)?
+        .into_iter()
+        .collect();
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     let outcomes = create_topics(&args.brokers, &options, &names, args.partitions, args.replication)
         .await

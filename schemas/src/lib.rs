@@ -40,6 +40,7 @@
 
 pub mod beacon;
 pub mod fields;
+mod parse;
 mod record;
 pub mod scan;
 pub mod tables;
@@ -53,8 +54,9 @@ pub use beacon::{
     Beacon, BeaconType, EndReason, ErrorCategory, ErrorStage, Family, Network, Platform, Resolver, BEACONS_TOPIC,
     BEACON_VERSION, DLQ_TOPIC,
 };
+pub use parse::{parse_beacon, parse_valid};
 pub use record::{first_line_fingerprint, parse_record, parse_record_bytes};
-pub use validate::{check, parse_beacon, parse_valid, validate, FieldError, RejectReason, CROSS_FIELD_RULES};
+pub use validate::{check, validate, FieldError, RejectReason, CROSS_FIELD_RULES};
 
 /// The published JSON Schema of one beacon v1, as SDK authors and other validators use it.
 pub const BEACON_V1_JSON_SCHEMA: &str = include_str!("../beacon-v1.schema.json");

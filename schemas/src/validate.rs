@@ -133,31 +133,6 @@ pub fn validate(mut value: Value) -> Result<Beacon, FieldError> {
 
 /// Parses and validates one beacon from its JSON text: the fast typed path first, the precise slow
 /// path ([`check`]) only for beacons the fast path refuses. Returns the same as
-/// `validate(serde_json::from_str(text)?)`, with `beacon: not JSON: ...` when the text is not JSON.
-///
-/// ```
-/// let text = r#"{"v":1,"type":"room_leave","ts":1763800000000,"session_id":"s","seq":3,"room_id":"r","platform":"tv","user_id":"u"}"#;
-/// assert_eq!(qoe_schemas::parse_beacon(text).unwrap().seq, 3);
-/// let error = qoe_schemas::parse_beacon(r#"{"v":1,"type":"room_leave","platform":"tv"}"#).unwrap_err();
-/// assert_eq!(error.to_string(), "ts: required on room_leave beacons");
-/// ```
-pub fn parse_beacon(text: &str) -> Result<Beacon, FieldError> {
-    if let Some(beacon) = parse_valid(text) {
-        return Ok(beacon);
-    }
-    let value: Value = serde_json::from_str(text)
-        .map_err(|error| FieldError::new("beacon", RejectReason::Malformed, format!("not JSON: {error}")))?;
-    validate(value)
-}
-
-/// The fast path alone: `Some` when `text` is a valid beacon in canonical form (no duplicate keys, no
-/// integral floats in integer fields), `None` otherwise, without saying why. When it returns `Some`,
-/// `text` itself is a valid beacon exactly as it stands, so it may be stored as it is.
-pub fn parse_valid(text: &str) -> Option<Beacon> {
-    let beacon = crate::scan::typed(text)?;
-    crate::typed::is_valid(&beacon).then_some(beacon)
-}
-
 /// Checks one beacon in place and returns its type; integral floats in integer fields are rewritten as
 /// integers. On error the value is left as sent (but for such rewrites), so it can be kept for the
 /// dead-letter queue. [`validate`] is `check` followed by the conversion to [`Beacon`].

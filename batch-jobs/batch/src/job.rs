@@ -18,17 +18,19 @@ use std::time::{Duration, Instant};
 use arrow::array::{Int64Array, TimestampMillisecondArray};
 use qoe_schemas::tables::Table;
 use qoe_schemas::{Beacon, Family, FieldError};
-use xxhash_rust::xxh3::{xxh3_128, xxh3_128_with_seed};
 
 use arrow::record_batch::RecordBatch;
 
 use crate::columns::PartitionRows;
 use crate::encode::encode_partitions;
+use crate::keys::{event_time_of, partition_of, Keys};
 use crate::metrics::Metrics;
 use crate::parse::Placed;
 use crate::sessions::{rows_from_batch, sessions_batch, SessionRow, ATTRIBUTES};
-use crate::warehouse::{self, Manifest, Move, Warehouse, HOUR_MS};
+use crate::warehouse::{self, Manifest, Move, Warehouse};
 use crate::BatchError;
+
+pub use crate::keys::parse_payload;
 
 mod files;
 
@@ -181,42 +183,9 @@ pub struct Job {
     writer: String,
 }
 
-/// The de-duplication key of `(session_id, seq)`: a 128-bit hash (collisions are out of reach), one
-/// shot, with `seq` as the seed.
-fn dedup_key(session_id: &str, seq: u64) -> u128 {
-    xxh3_128_with_seed(session_id.as_bytes(), seq)
-}
-
-/// The key of a session in the job's maps: a 128-bit hash of its id (collisions are out of reach), so
-/// that the maps compare integers, not strings.
-fn session_key(session_id: &str) -> u128 {
-    xxh3_128(session_id.as_bytes())
-}
-
-/// A beacon's keys in the job's maps, computed where it was parsed.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Keys {
-    dedup: u128,
-    session: u128,
-}
-
-impl Keys {
-    pub(crate) fn of(beacon: &Beacon) -> Keys {
-        Keys {
-            dedup: dedup_key(&beacon.session_id, beacon.seq),
-            session: session_key(&beacon.session_id),
-        }
-    }
-}
-
 /// Index of `cdn` in [`SessionRow::attributes`], the first sort column of `play_sessions`.
 const CDN_ATTRIBUTE: usize = 8;
 const _: () = assert!(matches!(ATTRIBUTES[CDN_ATTRIBUTE].as_bytes(), b"cdn"));
-
-/// Parses one record's bytes as [`qoe_schemas::parse_record`] does, refusing text that is not UTF-8.
-pub fn parse_payload(payload: &[u8]) -> Result<Beacon, FieldError> {
-    qoe_schemas::parse_record_bytes(payload)
-}
 
 fn writer_id() -> String {
     let nanos = std::time::SystemTime::now()
@@ -244,20 +213,6 @@ fn fold(partials: &mut Partials, session: u128, beacon: &Beacon, generation: u32
         Some((_, row)) => row.fold(beacon),
         None => rows.push((generation, SessionRow::from_beacon(beacon))),
     }
-}
-
-fn hour_of(time_ms: i64) -> i64 {
-    time_ms.div_euclid(HOUR_MS) * HOUR_MS
-}
-
-/// A beacon's event time, epoch ms.
-fn event_time_of(beacon: &Beacon) -> i64 {
-    i64::try_from(beacon.event_time_ms()).unwrap_or(i64::MAX)
-}
-
-/// The (table, event hour) partition of a beacon.
-pub(crate) fn partition_of(beacon: &Beacon) -> (Table, i64) {
-    (Table::of_family(beacon.kind.family()), hour_of(event_time_of(beacon)))
 }
 
 /// What the job made of a valid record.

@@ -30,6 +30,7 @@
 mod columns;
 mod encode;
 pub mod job;
+mod keys;
 pub mod metrics;
 mod parse;
 mod run;

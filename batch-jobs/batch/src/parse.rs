@@ -2,7 +2,7 @@
 //!
 //! The file reader cuts the input into blocks of lines ([`RawBlock`], [`read_blocks`]); worker threads
 //! ([`parse_blocks`]) parse and validate each block's records as the collector does
-//! ([`crate::job::parse_payload`]) and append every valid beacon to the block's column buffers, one per
+//! ([`crate::keys::parse_payload`]) and append every valid beacon to the block's column buffers, one per
 //! (table, event hour) ([`ParsedBlock`]). The job then decides on one thread, in offset order, which
 //! records it accepts (resume point, duplicates, session rows) and keeps only those rows of the
 //! block's batches. Parsing and appending, the costly part of ingest, run on every core; the job's
@@ -24,7 +24,7 @@ use qoe_schemas::tables::Table;
 use qoe_schemas::{Beacon, FieldError};
 
 use crate::columns::{TableBuffer, INITIAL_ROWS};
-use crate::job::{parse_payload, partition_of, Keys};
+use crate::keys::{parse_payload, partition_of, Keys};
 use crate::BatchError;
 
 /// Lines per block handed to a worker: large enough that a block's few column buffers fill well,

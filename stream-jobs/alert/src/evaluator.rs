@@ -8,26 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{episode_id, fingerprint, rfc3339, AlertEvent, AlertState, Level, Localisation};
 use crate::incident::{self, IncidentState};
+use crate::observation::{median_mad, round, Observation, MAD_SCALE};
 use crate::rules::{Compiled, Deviation, Direction, Rule, RuleSet};
 use crate::AlertError;
 
 /// The snapshot format version.
 const SNAPSHOT_VERSION: u32 = 1;
-/// 1.4826 × MAD estimates the standard deviation of normal data.
-pub(crate) const MAD_SCALE: f64 = 1.4826;
-
-/// What one rule saw of one series in one window.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Observation {
-    pub(crate) grain: Grain,
-    pub(crate) labels: BTreeMap<String, String>,
-    pub(crate) holds: bool,
-    pub(crate) value: Option<f64>,
-    pub(crate) threshold: Option<f64>,
-    pub(crate) localisation: Localisation,
-    pub(crate) summary: String,
-}
-
 /// The evaluator's whole state after the last evaluated window: serialize it (e.g. with
 /// `serde_json`) after writing that window's events, and pass it to [`Evaluator::restore`].
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -315,26 +301,6 @@ pub(crate) fn deviates(
     }
 }
 
-/// Median and median absolute deviation (0 and 0 for no values).
-pub(crate) fn median_mad(values: &[f64]) -> (f64, f64) {
-    fn median(sorted: &mut [f64]) -> f64 {
-        if sorted.is_empty() {
-            return 0.0;
-        }
-        sorted.sort_by(f64::total_cmp);
-        let mid = sorted.len() / 2;
-        if sorted.len() % 2 == 1 {
-            sorted[mid]
-        } else {
-            (sorted[mid - 1] + sorted[mid]) / 2.0
-        }
-    }
-    let mut sorted = values.to_vec();
-    let center = median(&mut sorted);
-    let mut deviations: Vec<f64> = values.iter().map(|value| (value - center).abs()).collect();
-    (center, median(&mut deviations))
-}
-
 /// Where a threshold or baseline series points, from its grain and labels.
 fn localise(grain: Grain, labels: &BTreeMap<String, String>) -> Localisation {
     let get = |name: &str| labels.get(name).cloned();
@@ -367,13 +333,6 @@ pub(crate) fn describe(labels: &BTreeMap<String, String>) -> String {
         .map(|(key, value)| format!("{key}={value}"))
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// Four significant digits, for summaries.
-pub(crate) fn round(value: f64) -> String {
-    let text = format!("{value:.4}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    text.to_string()
 }
 
 /// Moves every series of `compiled` one window on: `for`, `keep_firing_for`, one event per

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use qoe_rollup::{Grain, RollupDoc};
 use serde::{Deserialize, Serialize};
 
-use crate::evaluator::{median_mad, round, Observation, MAD_SCALE};
 use crate::event::{Level, Localisation};
+use crate::observation::{median_mad, round, Observation, MAD_SCALE};
 use crate::rules::{Compiled, IncidentRule};
 
 /// Trailing joins and leaves per series (`room|<room>`, `room_cdn|<room>|<cdn>`, `cdn|<cdn>`,

@@ -96,6 +96,7 @@ mod evaluator;
 mod event;
 mod incident;
 mod metric;
+mod observation;
 mod rules;
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@
 use super::*;
 use crate::columns::column_as;
 use crate::encode::encode_batch;
+use crate::keys::{dedup_key, hour_of, session_key};
 use arrow::array::StringArray;
 
 /// An Arrow error reading a committed file, with the file's path.
