@@ -70,11 +70,11 @@ impl InflightBytes {
         if bytes == 0 {
             return Ok(());
         }
-        let overloaded = ApiError::Overloaded { limit: self.limit };
-        let bytes = u32::try_from(bytes).map_err(|_| ApiError::Overloaded { limit: self.limit })?;
+        let overloaded = || ApiError::Overloaded { limit: self.limit };
+        let bytes = u32::try_from(bytes).map_err(|_| overloaded())?;
         let permit = Arc::clone(&self.semaphore)
             .try_acquire_many_owned(bytes)
-            .map_err(|_| overloaded)?;
+            .map_err(|_| overloaded())?;
         match &mut held.permit {
             Some(existing) => existing.merge(permit),
             None => held.permit = Some(permit),

@@ -61,14 +61,14 @@ pub struct DeadLetterRecord {
     pub value: Vec<u8>,
 }
 
-/// The dead-letter record of one rejected beacon, as written to `qoe.beacons.dlq`.
+/// What every dead letter starts with: what was refused, where, and from whom.
 #[derive(Debug, Serialize)]
-pub struct DeadLetter<'a> {
-    /// The error as the client saw it: `<field>: <problem>`.
+pub struct LetterHeader<'a> {
+    /// The error as the client saw it (`<field>: <problem>`), or what a summary stands for.
     pub error: String,
-    /// Bounded reason code (the metrics label).
+    /// Bounded reason code (the metrics label), or `omitted` for a summary.
     pub reason: &'static str,
-    /// Position in the request.
+    /// Position in the request (of the first item not written, for a summary).
     pub index: usize,
     /// When the request arrived, epoch ms.
     pub received_at: u64,
@@ -76,32 +76,44 @@ pub struct DeadLetter<'a> {
     pub key_id: &'a str,
     /// The truncated client address.
     pub client_subnet: Option<&'a str>,
+}
+
+impl<'a> LetterHeader<'a> {
+    fn new(error: String, reason: &'static str, index: usize, context: &'a RequestContext) -> Self {
+        LetterHeader {
+            error,
+            reason,
+            index,
+            received_at: context.received_at,
+            key_id: &context.key_id,
+            client_subnet: context.client_subnet.as_deref(),
+        }
+    }
+}
+
+/// The dead-letter record of one rejected beacon, as written to `qoe.beacons.dlq`.
+#[derive(Debug, Serialize)]
+pub struct DeadLetter<'a> {
+    /// Error, reason, index, arrival, key and address.
+    #[serde(flatten)]
+    pub header: LetterHeader<'a>,
     /// The item's size in bytes as sent (after decompression).
     pub size: usize,
     /// The item as sent: a JSON value, or the line as a string when it was not JSON or was cut.
     pub beacon: &'a RawValue,
-    /// Whether `beacon` holds only a prefix of the item (as a string), or nothing (`""`) once the
-    /// request's budget is spent.
+    /// Whether `beacon` holds only a prefix of the item (as a string), or nothing (`""`) when the
+    /// request's budget left no room for any of it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
 }
 
-/// The last dead letter of a request that refused more items than [`MAX_DEAD_LETTERS`]: how many
-/// more were refused, by reason, without their text.
+/// The last dead letter of a request that refused more items than its letters could hold (see
+/// `DeadLetterBudget`): how many more were refused, by reason, without their text.
 #[derive(Debug, Serialize)]
 pub struct OmittedLetters<'a> {
-    /// What happened, for a human.
-    pub error: String,
-    /// Always `omitted`.
-    pub reason: &'static str,
-    /// Position of the first item not written.
-    pub index: usize,
-    /// When the request arrived, epoch ms.
-    pub received_at: u64,
-    /// The write key id.
-    pub key_id: &'a str,
-    /// The truncated client address.
-    pub client_subnet: Option<&'a str>,
+    /// What happened, reason `omitted`, the first item not written.
+    #[serde(flatten)]
+    pub header: LetterHeader<'a>,
     /// Items not written, by reject reason.
     pub omitted: std::collections::BTreeMap<&'static str, usize>,
 }
@@ -212,14 +224,14 @@ pub fn process(batch: Batch, context: &RequestContext) -> Processed {
         let count: usize = budget.omitted.values().sum();
         let kept = processed.dead_letters.len();
         let summary = OmittedLetters {
-            error: format!(
-                "{count} more refused items of this request are not kept as dead letters (the first {kept} are)"
+            header: LetterHeader::new(
+                format!(
+                    "{count} more refused items of this request are not kept as dead letters (the first {kept} are)"
+                ),
+                "omitted",
+                index,
+                context,
             ),
-            reason: "omitted",
-            index,
-            received_at: context.received_at,
-            key_id: &context.key_id,
-            client_subnet: context.client_subnet.as_deref(),
             omitted: budget.omitted,
         };
         processed.dead_letters.push(DeadLetterRecord {
@@ -353,12 +365,7 @@ fn reject(
         None => serde_json::value::to_raw_value(kept).unwrap_or_default(),
     };
     let letter = DeadLetter {
-        error: error.to_string(),
-        reason: error.reason.as_str(),
-        index,
-        received_at: context.received_at,
-        key_id: &context.key_id,
-        client_subnet: context.client_subnet.as_deref(),
+        header: LetterHeader::new(error.to_string(), error.reason.as_str(), index, context),
         size: item.len(),
         beacon: &as_sent,
         truncated,

@@ -17,17 +17,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use qoe_collector::CollectorConfig;
-use support::{beacon, config, read_topic, Collector, SECRET};
-
-const BEACONS: &str = "qoe.beacons.v1";
-const DLQ: &str = "qoe.beacons.dlq";
+use support::{beacon, config, read_topic, Collector, BEACONS, DLQ, SECRET};
 
 fn cluster() -> (MockCluster<'static, rdkafka::producer::DefaultProducerContext>, String) {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic(BEACONS, 2, 1).unwrap();
-    cluster.create_topic(DLQ, 1, 1).unwrap();
-    let brokers = cluster.bootstrap_servers();
-    (cluster, brokers)
+    support::mock_cluster(1)
 }
 
 /// The value of the metric line `name` (with its labels), or 0 when absent.

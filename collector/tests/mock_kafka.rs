@@ -13,17 +13,10 @@ use std::time::Duration;
 use rdkafka::mocking::MockCluster;
 use serde_json::{json, Value};
 
-use support::{beacon, config, read_topic, Collector, SECRET};
-
-const BEACONS: &str = "qoe.beacons.v1";
-const DLQ: &str = "qoe.beacons.dlq";
+use support::{beacon, config, read_topic, Collector, BEACONS, DLQ, SECRET};
 
 fn cluster() -> (MockCluster<'static, rdkafka::producer::DefaultProducerContext>, String) {
-    let cluster = MockCluster::new(3).unwrap();
-    cluster.create_topic(BEACONS, 4, 3).unwrap();
-    cluster.create_topic(DLQ, 2, 3).unwrap();
-    let brokers = cluster.bootstrap_servers();
-    (cluster, brokers)
+    support::mock_cluster(3)
 }
 
 async fn raw_post(

@@ -17,6 +17,23 @@ use tokio_util::sync::CancellationToken;
 use qoe_collector::{CollectorConfig, CollectorError};
 
 pub const SECRET: &str = "test-secret-1";
+pub const BEACONS: &str = "qoe.beacons.v1";
+pub const DLQ: &str = "qoe.beacons.dlq";
+
+/// A mock cluster of `brokers` brokers holding the beacon topic (4 partitions) and the dead-letter
+/// topic (2 partitions), each replicated on every broker; and its bootstrap servers.
+pub fn mock_cluster(
+    brokers: i32,
+) -> (
+    rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    String,
+) {
+    let cluster = rdkafka::mocking::MockCluster::new(brokers).unwrap();
+    cluster.create_topic(BEACONS, 4, brokers).unwrap();
+    cluster.create_topic(DLQ, 2, brokers).unwrap();
+    let servers = cluster.bootstrap_servers();
+    (cluster, servers)
+}
 
 pub struct Collector {
     pub address: SocketAddr,
