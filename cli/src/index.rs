@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use qoe_stream::{EsOutput, IndexInput};
+use qoe_stream::{EsOutput, RollupTopicInput};
 use tokio_util::sync::CancellationToken;
 
 use crate::es_args::EsArgs;
@@ -35,8 +35,8 @@ pub(crate) struct RollupReaderArgs {
 
 impl RollupReaderArgs {
     /// The Kafka input, with `default_group` unless --group-id is given.
-    pub(crate) fn input(&self, default_group: &str) -> anyhow::Result<IndexInput> {
-        Ok(IndexInput {
+    pub(crate) fn input(&self, default_group: &str) -> anyhow::Result<RollupTopicInput> {
+        Ok(RollupTopicInput {
             brokers: self.brokers.clone(),
             topic: self.topic.clone(),
             group_id: self.group_id.clone().unwrap_or_else(|| default_group.to_string()),

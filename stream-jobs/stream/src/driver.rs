@@ -7,9 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use qoe_rollup::{Checkpoint, Emission, Engine, Offer};
 use serde::Serialize;
 
+use crate::error::StreamError;
 use crate::metrics::{FreshnessResult, Metrics};
 use crate::output::Output;
-use crate::StreamError;
 
 /// Processing time, epoch ms.
 pub(crate) fn now_ms() -> i64 {

@@ -11,7 +11,9 @@ use axum::extract::State;
 use qoe_alert::{AlertEvent, AlertState, Level, RuleSet};
 use qoe_rollup::EngineConfig;
 use qoe_simulator::{generate, SimConfig};
-use qoe_stream::{run_alerts, run_file, AlertOutput, AlertSink, FileRun, IndexInput, KafkaOutput, Metrics, Output};
+use qoe_stream::{
+    run_alerts, run_file, AlertOutput, AlertSink, FileRun, KafkaOutput, Metrics, Output, RollupTopicInput,
+};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -171,7 +173,7 @@ async fn embedded_and_kafka_alerting_raise_the_same_localised_events() {
         None,
     )
     .unwrap();
-    let input = IndexInput {
+    let input = RollupTopicInput {
         brokers,
         topic: "qoe.rollups.v1".to_string(),
         group_id: "qoe-alert".to_string(),

@@ -20,7 +20,8 @@ use qoe_es::{EsConfig, Retention};
 use qoe_rollup::{EngineConfig, RollupDoc};
 use qoe_simulator::{generate, SimConfig};
 use qoe_stream::{
-    read_ndjson_dir, run_file, run_index, EsOutput, FileRun, IndexInput, KafkaOutput, Metrics, NdjsonOutput, Output,
+    read_ndjson_dir, run_file, run_index, EsOutput, FileRun, KafkaOutput, Metrics, NdjsonOutput, Output,
+    RollupTopicInput,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -190,7 +191,7 @@ async fn rollups_go_through_the_topic_into_the_sink() {
     let output = EsOutput::connect(config.clone(), qoe_es::EsMetrics::new(&registry))
         .await
         .unwrap();
-    let input = IndexInput {
+    let input = RollupTopicInput {
         brokers: brokers.clone(),
         topic: ROLLUPS.to_string(),
         group_id: "qoe-index".to_string(),
@@ -247,7 +248,7 @@ async fn rollups_go_through_the_topic_into_the_sink() {
             let output = EsOutput::connect(config, qoe_es::EsMetrics::new(&registry))
                 .await
                 .unwrap();
-            let input = IndexInput {
+            let input = RollupTopicInput {
                 brokers,
                 topic: ROLLUPS.to_string(),
                 group_id: group.to_string(),

@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::{Driver, StreamReport};
+use crate::error::StreamError;
 use crate::metrics::Metrics;
 use crate::output::Output;
-use crate::StreamError;
 
 /// Records offered between two polls of the engine.
 const POLL_EVERY_RECORDS: u64 = 4096;

@@ -1,5 +1,4 @@
-//! Where rollup documents go. An output has the documents when [`Output::write`] returns `Ok`:
-//! the driver acknowledges a window, and lets the input's offsets move past it, only then.
+//! `ndjson:DIR`: rollup documents as NDJSON files, synced before a write returns.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -8,16 +7,8 @@ use std::path::{Path, PathBuf};
 
 use qoe_rollup::Emission;
 
-use crate::StreamError;
-
-/// A destination of rollup documents.
-pub trait Output: Send {
-    /// A short name for logs and errors (`ndjson:DIR`, ...).
-    fn name(&self) -> String;
-
-    /// Writes every document of `emissions` durably; `Ok` means they survive a crash of this process.
-    fn write(&mut self, emissions: &[Emission]) -> Result<(), StreamError>;
-}
+use crate::error::StreamError;
+use crate::output::Output;
 
 /// `ndjson:DIR`: the documents as NDJSON, one file per UTC day of the window start
 /// (`DIR/rollups-v1-YYYY-MM-DD.ndjson`), appended, and synced to disk before `write` returns.

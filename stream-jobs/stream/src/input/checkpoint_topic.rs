@@ -32,8 +32,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
-use crate::kafka_output::KafkaOutput;
-use crate::StreamError;
+use crate::error::StreamError;
+use crate::output::KafkaOutput;
 
 /// The checkpoint topic's default name.
 pub const CHECKPOINT_TOPIC: &str = "qoe.stream.checkpoints";

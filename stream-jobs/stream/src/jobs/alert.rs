@@ -30,10 +30,10 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::alerts::AlertOutput;
-use crate::index::{assign_all, parse, IndexInput};
+use crate::error::StreamError;
+use crate::jobs::rollup_topic::{assign_all, parse, RollupTopicInput};
+use crate::output::AlertOutput;
 use crate::output::Output;
-use crate::StreamError;
 
 /// How long after the first document of a later window a window is taken as complete.
 pub(crate) const GRACE: Duration = Duration::from_secs(5);
@@ -64,7 +64,7 @@ struct Pending {
 
 /// Reads `input` and evaluates `output`'s rules window by window until shutdown (or idleness).
 pub fn run_alerts(
-    input: &IndexInput,
+    input: &RollupTopicInput,
     output: &mut AlertOutput,
     shutdown: &CancellationToken,
 ) -> Result<AlertRunReport, StreamError> {

@@ -6,8 +6,8 @@ use qoe_es::{BulkDoc, EsConfig, EsMetrics, EsSink};
 use qoe_rollup::{Emission, RollupDoc};
 use tokio::runtime::Handle;
 
+use crate::error::StreamError;
 use crate::output::Output;
-use crate::StreamError;
 
 /// The Elasticsearch output. [`Output::write`] blocks its thread on the sink's requests: call it
 /// from a blocking thread (`spawn_blocking`), as the stream job does, never from async code.

@@ -23,12 +23,11 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-pub use crate::checkpoint_topic::CHECKPOINT_TOPIC;
-use crate::checkpoint_topic::{topic_partitions, CheckpointStore};
 use crate::driver::{now_ms, Driver, StreamReport};
+use crate::error::StreamError;
+use crate::input::checkpoint_topic::{topic_partitions, CheckpointStore};
 use crate::metrics::Metrics;
 use crate::output::Output;
-use crate::StreamError;
 
 /// How long broker requests at start (metadata, committed offsets) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,7 +45,7 @@ pub struct KafkaInput {
     /// The consumer group: the checkpoint's key on `checkpoint_topic`, and the group whose offsets
     /// show the job's lag.
     pub group_id: String,
-    /// The compacted topic that holds the checkpoint ([`CHECKPOINT_TOPIC`] by default); created
+    /// The compacted topic that holds the checkpoint ([`CHECKPOINT_TOPIC`](crate::CHECKPOINT_TOPIC) by default); created
     /// with one partition if missing.
     pub checkpoint_topic: String,
     /// Extra librdkafka properties.

@@ -21,9 +21,9 @@ use qoe_es::{BulkDoc, EsConfig, EsMetrics, EsSink};
 use qoe_rollup::Emission;
 use tokio::runtime::Handle;
 
-use crate::kafka_output::KafkaOutput;
+use crate::error::StreamError;
+use crate::output::KafkaOutput;
 use crate::output::Output;
-use crate::StreamError;
 
 /// How many times a webhook delivery is tried before the write fails.
 const WEBHOOK_ATTEMPTS: u32 = 6;

@@ -13,8 +13,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::runtime::Handle;
 
+use crate::error::StreamError;
 use crate::output::Output;
-use crate::StreamError;
 
 /// How long one document may wait for the broker's acknowledgement.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
