@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use qoe_alert::RuleSet;
+use qoe_runtime::kafka::KafkaOptions;
 use qoe_stream::{AlertOutput, AlertSink, KafkaOutput};
 use tokio_util::sync::CancellationToken;
 
@@ -31,8 +32,7 @@ impl AlertArgs {
     pub(crate) async fn output(
         &self,
         es: &EsArgs,
-        brokers: &str,
-        kafka_options: &[(String, String)],
+        kafka: &KafkaOptions,
         es_metrics: &qoe_es::EsMetrics,
     ) -> anyhow::Result<Option<AlertOutput>> {
         let Some(rules) = &self.alert_rules else {
@@ -61,10 +61,7 @@ impl AlertArgs {
                     .await
                     .with_context(|| format!("--alert-output {spec:?}"))?
             } else if let Some(topic) = spec.strip_prefix("kafka:") {
-                AlertSink::Kafka(
-                    KafkaOutput::new(brokers, topic, kafka_options)
-                        .with_context(|| format!("--alert-output {spec:?}"))?,
-                )
+                AlertSink::Kafka(KafkaOutput::new(kafka, topic).with_context(|| format!("--alert-output {spec:?}"))?)
             } else if let Some(url) = spec.strip_prefix("webhook:").filter(|url| url.starts_with("http")) {
                 AlertSink::Webhook(url.to_string())
             } else {
@@ -98,12 +95,7 @@ pub(crate) async fn run(args: AlertCommandArgs, shutdown: CancellationToken) -> 
     }
     let Some(mut output) = args
         .alerts
-        .output(
-            &args.es,
-            &input.brokers,
-            &input.options,
-            &qoe_es::EsMetrics::new(&registry),
-        )
+        .output(&args.es, &input.kafka, &qoe_es::EsMetrics::new(&registry))
         .await?
     else {
         bail!("qoe alert needs --alert-rules FILE (or default)");

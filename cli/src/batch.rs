@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use qoe_batch::{Input, JobConfig, KafkaInput, Metrics};
+use qoe_batch::{Input, JobConfig, KafkaOptions, Metrics, TopicInput};
 use tokio_util::sync::CancellationToken;
 
 /// Write beacons into the Hive-partitioned Parquet warehouse (exactly-once files, play_sessions).
@@ -65,12 +65,11 @@ pub(crate) async fn run(args: BatchArgs, shutdown: CancellationToken) -> anyhow:
     let dedup_horizon = hours("--dedup-horizon-hours", args.dedup_horizon_hours)?;
     let session_horizon = hours("--session-horizon-hours", args.session_horizon_hours)?;
     let input = if args.input == "kafka" {
-        let options = crate::kafka_args::kafka_options(&args.kafka_options)?;
-        Input::Kafka(KafkaInput {
-            brokers: args.brokers.clone(),
+        let overrides = qoe_runtime::kafka::parse_overrides(&args.kafka_options)?;
+        Input::Kafka(TopicInput {
+            kafka: KafkaOptions::new(args.brokers.clone()).with_overrides(overrides),
             topic: args.topic.clone(),
             group_id: args.group_id.clone(),
-            options,
             exit_when_idle: args.exit_when_idle_secs.map(Duration::from_secs),
         })
     } else if let Some(path) = args.input.strip_prefix("file:") {

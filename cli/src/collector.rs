@@ -177,7 +177,7 @@ fn set<T>(target: &mut T, value: Option<T>) {
 }
 
 fn parse_options(options: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
-    Ok(crate::kafka_args::kafka_options(options)?.into_iter().collect())
+    Ok(qoe_runtime::kafka::parse_overrides(options)?.into_iter().collect())
 }
 
 #[cfg(test)]

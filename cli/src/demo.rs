@@ -29,10 +29,11 @@ use anyhow::{bail, Context};
 use qoe_alert::RuleSet;
 use qoe_collector::config::{KafkaConfig, RateLimitConfig};
 use qoe_collector::CollectorConfig;
+use qoe_runtime::kafka::{watermarks, ClientSpec, KafkaOptions, TopicInput};
+use qoe_runtime::metrics;
 use qoe_simulator::{Pause, SimConfig, Target};
 use qoe_stream::{AlertOutput, AlertSink, EsOutput, NdjsonOutput, Output};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::mocking::MockCluster;
 use tokio_util::sync::CancellationToken;
 
@@ -107,7 +108,7 @@ pub(crate) async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::
     // The jobs and the simulator stop with Ctrl-C, and also when the demo returns early with an error.
     let work = shutdown.child_token();
     let _stop_work_on_return = work.clone().drop_guard();
-    let now_ms = qoe_collector::server::epoch_ms();
+    let now_ms = qoe_runtime::clock::epoch_ms();
     let minute_ms = 60_000;
     let sim_end_ms = now_ms / minute_ms * minute_ms;
     let sim = SimConfig {
@@ -165,12 +166,13 @@ pub(crate) async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::
     let stream_metrics = qoe_stream::Metrics::new();
     let mut outputs = stream_outputs(&args, &dirs, &stream_metrics).await?;
     let stream_input = qoe_stream::KafkaInput {
-        brokers: brokers.clone(),
-        topic: qoe_schemas::BEACONS_TOPIC.to_string(),
-        group_id: "qoe-stream-demo".to_string(),
+        source: TopicInput {
+            kafka: KafkaOptions::new(brokers.as_str()),
+            topic: qoe_schemas::BEACONS_TOPIC.to_string(),
+            group_id: "qoe-stream-demo".to_string(),
+            exit_when_idle: Some(IDLE_EXIT),
+        },
         checkpoint_topic: qoe_stream::CHECKPOINT_TOPIC.to_string(),
-        options: Vec::new(),
-        exit_when_idle: Some(IDLE_EXIT),
         early_every: None,
     };
     let mut stream = {
@@ -201,11 +203,10 @@ pub(crate) async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::
 
     let batch_metrics = qoe_batch::Metrics::new();
     let mut batch = tokio::spawn(qoe_batch::run(
-        qoe_batch::Input::Kafka(qoe_batch::KafkaInput {
-            brokers: brokers.clone(),
+        qoe_batch::Input::Kafka(TopicInput {
+            kafka: KafkaOptions::new(brokers.as_str()),
             topic: qoe_schemas::BEACONS_TOPIC.to_string(),
             group_id: "qoe-batch-demo".to_string(),
-            options: Vec::new(),
             exit_when_idle: Some(IDLE_EXIT),
         }),
         qoe_batch::JobConfig::new(&dirs.warehouse),
@@ -537,11 +538,12 @@ struct Snapshot {
 
 impl Progress {
     fn new(brokers: &str, stream: qoe_stream::Metrics, batch: qoe_batch::Metrics) -> anyhow::Result<Self> {
-        let watermarks: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("group.id", "qoe-demo-watermarks")
-            .create()
-            .context("creating the client that reads the topics' watermarks")?;
+        let watermarks: BaseConsumer = ClientSpec::consumer(
+            "the client that reads the topics' watermarks",
+            &KafkaOptions::new(brokers),
+            "qoe-demo-watermarks",
+        )
+        .create()?;
         Ok(Progress {
             watermarks: Arc::new(watermarks),
             stream,
@@ -559,8 +561,8 @@ impl Progress {
         let topic = self.topic_totals().await?;
         Ok(Snapshot {
             in_topic: topic.beacons,
-            stream_read: counter_sum(&self.stream.registry, "qoe_stream_beacons_total"),
-            batch_read: counter_sum(&self.batch.registry, "qoe_batch_records_total"),
+            stream_read: metrics::total(&self.stream.beacons),
+            batch_read: metrics::total(&self.batch.records),
         })
     }
 
@@ -646,17 +648,6 @@ impl Progress {
     }
 }
 
-/// The sum of a counter family over all its label values.
-fn counter_sum(registry: &prometheus::Registry, name: &str) -> u64 {
-    registry
-        .gather()
-        .iter()
-        .filter(|family| family.name() == name)
-        .flat_map(|family| family.get_metric())
-        .map(|metric| metric.get_counter().get_value() as u64)
-        .sum()
-}
-
 /// Records in the beacon and dead-letter topics.
 struct TopicTotals {
     beacons: u64,
@@ -668,21 +659,11 @@ struct TopicTotals {
 /// Records each topic received (the partitions' high watermarks: the mock cluster's dropped records
 /// count too, so a job that read fewer than this missed some).
 fn topic_totals(consumer: &BaseConsumer) -> anyhow::Result<TopicTotals> {
-    let mut totals = [(0u64, 0u64); 2];
-    for (total, (topic, partitions)) in totals.iter_mut().zip([
-        (qoe_schemas::BEACONS_TOPIC, BEACON_PARTITIONS),
-        (qoe_schemas::DLQ_TOPIC, DLQ_PARTITIONS),
-    ]) {
-        for partition in 0..partitions {
-            let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(5))?;
-            total.0 += u64::try_from(high).unwrap_or(0);
-            total.1 += u64::try_from(low).unwrap_or(0);
-        }
-    }
+    let beacons = watermarks(consumer, qoe_schemas::BEACONS_TOPIC)?;
     Ok(TopicTotals {
-        beacons: totals[0].0,
-        dead_letters: totals[1].0,
-        dropped: totals[0].1,
+        beacons: beacons.high,
+        dead_letters: watermarks(consumer, qoe_schemas::DLQ_TOPIC)?.high,
+        dropped: beacons.low,
     })
 }
 

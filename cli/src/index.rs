@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use qoe_stream::{EsOutput, RollupTopicInput};
+use qoe_runtime::kafka::{parse_overrides, KafkaOptions, TopicInput};
+use qoe_stream::EsOutput;
 use tokio_util::sync::CancellationToken;
 
 use crate::es_args::EsArgs;
@@ -35,12 +36,11 @@ pub(crate) struct RollupReaderArgs {
 
 impl RollupReaderArgs {
     /// The Kafka input, with `default_group` unless --group-id is given.
-    pub(crate) fn input(&self, default_group: &str) -> anyhow::Result<RollupTopicInput> {
-        Ok(RollupTopicInput {
-            brokers: self.brokers.clone(),
+    pub(crate) fn input(&self, default_group: &str) -> anyhow::Result<TopicInput> {
+        Ok(TopicInput {
+            kafka: KafkaOptions::new(&self.brokers).with_overrides(parse_overrides(&self.kafka_options)?),
             topic: self.topic.clone(),
             group_id: self.group_id.clone().unwrap_or_else(|| default_group.to_string()),
-            options: crate::kafka_args::kafka_options(&self.kafka_options)?,
             exit_when_idle: self.exit_when_idle_secs.map(Duration::from_secs),
         })
     }

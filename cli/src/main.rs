@@ -10,7 +10,6 @@ mod collector;
 mod demo;
 mod es_args;
 mod index;
-mod kafka_args;
 mod metrics_server;
 mod quickstart;
 mod report;

@@ -4,11 +4,10 @@
 //! but keeps everything in memory and loses it on exit. It is for trying the pipeline, not for data.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use anyhow::Context;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use qoe_runtime::kafka::{watermarks, ClientSpec, KafkaOptions};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::mocking::MockCluster;
 use tokio_util::sync::CancellationToken;
 
@@ -71,7 +70,7 @@ pub(crate) async fn run(args: QuickstartArgs, shutdown: CancellationToken) -> an
         args.listen
     );
 
-    let now_ms = qoe_collector::server::epoch_ms();
+    let now_ms = qoe_runtime::clock::epoch_ms();
     let sim = SimConfig {
         seed: args.seed,
         start_ms: now_ms.saturating_sub(duration_ms),
@@ -114,21 +113,16 @@ pub(crate) async fn run(args: QuickstartArgs, shutdown: CancellationToken) -> an
     Ok(())
 }
 
-/// Records in the beacon and dead-letter topics, from the partitions' high watermarks.
-fn topic_counts(brokers: &str) -> anyhow::Result<(i64, i64)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "qoe-quickstart-count")
-        .create()?;
-    let mut totals = [0i64; 2];
-    for (total, topic) in totals
-        .iter_mut()
-        .zip([qoe_schemas::BEACONS_TOPIC, qoe_schemas::DLQ_TOPIC])
-    {
-        for partition in 0..PARTITIONS {
-            let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(5))?;
-            *total += high - low;
-        }
-    }
-    Ok((totals[0], totals[1]))
+/// Records in the beacon and dead-letter topics, from the partitions' watermarks.
+fn topic_counts(brokers: &str) -> anyhow::Result<(u64, u64)> {
+    let consumer: BaseConsumer = ClientSpec::consumer(
+        "the quickstart's counter",
+        &KafkaOptions::new(brokers),
+        "qoe-quickstart-count",
+    )
+    .create()?;
+    Ok((
+        watermarks(&consumer, qoe_schemas::BEACONS_TOPIC)?.records(),
+        watermarks(&consumer, qoe_schemas::DLQ_TOPIC)?.records(),
+    ))
 }

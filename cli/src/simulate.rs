@@ -87,7 +87,7 @@ pub(crate) struct SimulateArgs {
 
 /// Runs `qoe simulate`: prints the report summary to stdout at the end.
 pub(crate) async fn run(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let config = config_from_args(&args, now_ms())?;
+    let config = config_from_args(&args, qoe_runtime::clock::epoch_ms())?;
     tracing::info!(
         start_ms = config.start_ms,
         duration_ms = config.duration_ms,
@@ -105,10 +105,6 @@ pub(crate) async fn run(args: SimulateArgs, shutdown: CancellationToken) -> anyh
         .context("report writer task failed")?
         .with_context(|| format!("--report-json: cannot write {:?}", path.display().to_string()))?;
     Ok(())
-}
-
-fn now_ms() -> u64 {
-    qoe_collector::server::epoch_ms()
 }
 
 /// Builds the simulator config; `now_ms` resolves `--start now` and offsets.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use qoe_rollup::EngineConfig;
+use qoe_runtime::kafka::{parse_overrides, KafkaOptions, TopicInput};
 use qoe_stream::{EsOutput, FileRun, KafkaInput, KafkaOutput, Metrics, NdjsonOutput, Output};
 
 use crate::es_args::EsArgs;
@@ -88,7 +89,7 @@ pub(crate) async fn run(args: StreamArgs, shutdown: CancellationToken) -> anyhow
         Some(seconds) => Some(Duration::from_secs(seconds)),
         None => None,
     };
-    let options = crate::kafka_args::kafka_options(&args.kafka_options)?;
+    let kafka = KafkaOptions::new(&args.brokers).with_overrides(parse_overrides(&args.kafka_options)?);
     let metrics = Metrics::new();
     if let Some(addr) = args.metrics_addr {
         crate::metrics_server::spawn(addr, metrics.registry.clone(), shutdown.clone()).await?;
@@ -108,18 +109,13 @@ pub(crate) async fn run(args: StreamArgs, shutdown: CancellationToken) -> anyhow
                 .with_context(|| format!("--output {spec:?}"))?;
             outputs.push(Box::new(output));
         } else if let Some(topic) = spec.strip_prefix("kafka:") {
-            let output =
-                KafkaOutput::new(&args.brokers, topic, &options).with_context(|| format!("--output {spec:?}"))?;
+            let output = KafkaOutput::new(&kafka, topic).with_context(|| format!("--output {spec:?}"))?;
             outputs.push(Box::new(output));
         } else {
             bail!("--output {spec:?}: expected ndjson:DIR, es:URL or kafka:TOPIC");
         }
     }
-    if let Some(alerts) = args
-        .alerts
-        .output(&args.es, &args.brokers, &options, &es_metrics)
-        .await?
-    {
+    if let Some(alerts) = args.alerts.output(&args.es, &kafka, &es_metrics).await? {
         // Last: alerts are evaluated once the window's documents are in every other output.
         outputs.push(Box::new(alerts));
     }
@@ -129,12 +125,13 @@ pub(crate) async fn run(args: StreamArgs, shutdown: CancellationToken) -> anyhow
             bail!("--checkpoint: only for --input file:PATH (with kafka the checkpoint is kept on --checkpoint-topic)");
         }
         let input = KafkaInput {
-            brokers: args.brokers.clone(),
-            topic: args.topic.clone(),
-            group_id: args.group_id.clone(),
+            source: TopicInput {
+                kafka,
+                topic: args.topic.clone(),
+                group_id: args.group_id.clone(),
+                exit_when_idle: args.exit_when_idle_secs.map(Duration::from_secs),
+            },
             checkpoint_topic: args.checkpoint_topic.clone(),
-            options,
-            exit_when_idle: args.exit_when_idle_secs.map(Duration::from_secs),
             early_every,
         };
         tokio::task::spawn_blocking(move || qoe_stream::run_kafka(&input, engine, &mut outputs, &metrics, &shutdown))

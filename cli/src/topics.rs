@@ -3,10 +3,8 @@
 //! The collector never creates topics itself: production clusters usually forbid auto-creation, and
 //! partition count and replication are decisions, not defaults.
 
-use std::collections::BTreeMap;
-
 use anyhow::{bail, Context};
-use qoe_collector::kafka::{create_topics, TopicOutcome};
+use qoe_runtime::kafka::{create_topics, parse_overrides, KafkaOptions, TopicOutcome};
 
 /// Manage the pipeline's Kafka topics.
 #[derive(Debug, clap::Args)]
@@ -56,11 +54,9 @@ pub(crate) async fn run(args: TopicsArgs) -> anyhow::Result<()> {
     } else {
         args.topics.clone()
     };
-    let options: BTreeMap<String, String> = crate::kafka_args::kafka_options(&args.kafka_options)?
-        .into_iter()
-        .collect();
+    let options = KafkaOptions::new(&args.brokers).with_overrides(parse_overrides(&args.kafka_options)?);
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    let outcomes = create_topics(&args.brokers, &options, &names, args.partitions, args.replication)
+    let outcomes = create_topics(&options, &names, args.partitions, args.replication, &[])
         .await
         .with_context(|| format!("creating topics on {}", args.brokers))?;
     for (topic, outcome) in outcomes {

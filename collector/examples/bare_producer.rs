@@ -11,8 +11,8 @@
 
 use std::time::{Duration, Instant};
 
+use qoe_runtime::kafka::{parse_overrides, ClientSpec, KafkaOptions};
 use rdkafka::client::ClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -49,19 +49,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|line| !line.is_empty())
         .map(|line| (room_id(line).to_string(), enrich(line)))
         .collect();
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "5")
-        .set("queue.buffering.max.messages", "500000");
-    for option in extra {
-        let (key, value) = option.split_once('=').ok_or("extra options are KEY=VALUE")?;
-        config.set(key, value);
-    }
-    let producer: ThreadedProducer<StderrLog> = config.create_with_context(StderrLog)?;
+    // The collector's producer properties (its defaults), built as every client is.
+    let options = KafkaOptions::new(brokers).with_overrides(parse_overrides(extra)?);
+    let producer: ThreadedProducer<StderrLog> = ClientSpec::producer("the bare producer", &options)
+        .default("compression.type", "lz4")
+        .default("linger.ms", 5)
+        .default("queue.buffering.max.messages", 500_000)
+        .create_with_context(StderrLog)?;
     let started = Instant::now();
     for (key, value) in &records {
         let mut record = BaseRecord::to(topic).key(key).payload(value);

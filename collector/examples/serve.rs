@@ -26,7 +26,7 @@ async fn main() {
     let config: qoe_collector::CollectorConfig =
         serde_json::from_str(&text).unwrap_or_else(|error| panic!("{path:?}: {error}"));
     let topics = [config.kafka.topic.as_str(), config.kafka.dlq_topic.as_str()];
-    qoe_collector::kafka::create_topics(&config.kafka.brokers, &config.kafka.options, &topics, 4, 1)
+    qoe_runtime::kafka::create_topics(&config.kafka.options(), &topics, 4, 1, &[])
         .await
         .unwrap_or_else(|error| panic!("creating the topics: {error}"));
     let listener = tokio::net::TcpListener::bind(&address)

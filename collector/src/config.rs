@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use qoe_runtime::kafka::{ClientSpec, KafkaClientError, KafkaOptions};
 use serde::Deserialize;
 
 use qoe_schemas::wire::Limits;
@@ -164,29 +165,49 @@ impl Default for KafkaConfig {
     }
 }
 
-/// librdkafka properties the collector sets itself, with the setting that owns each.
-pub const OWNED_KAFKA_PROPERTIES: &[(&str, &str)] = &[
-    ("bootstrap.servers", "kafka.brokers (--brokers)"),
-    ("metadata.broker.list", "kafka.brokers (--brokers)"),
-    ("enable.idempotence", "always true: a 200 means durable"),
-    ("acks", "always all: a 200 means durable"),
-    ("request.required.acks", "always all: a 200 means durable"),
-    ("compression.type", "kafka.compression"),
-    ("compression.codec", "kafka.compression"),
-    ("linger.ms", "kafka.linger_ms"),
-    ("queue.buffering.max.ms", "kafka.linger_ms"),
-    ("message.timeout.ms", "kafka.produce_timeout_ms"),
-    ("delivery.timeout.ms", "kafka.produce_timeout_ms"),
-    ("queue.buffering.max.messages", "kafka.queue_max_messages"),
-    (
-        "delivery.report.only.error",
-        "always false: every acknowledgement is awaited",
-    ),
-    (
-        "transactional.id",
-        "not used: the collector's producer is idempotent, not transactional",
-    ),
-];
+impl KafkaConfig {
+    /// The brokers and the pass-through options.
+    pub fn options(&self) -> KafkaOptions {
+        KafkaOptions::new(&self.brokers).with_overrides(
+            self.options
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
+        )
+    }
+
+    /// The producer's properties: the pipeline's producer (idempotent, `acks=all`, every
+    /// acknowledgement awaited), the typed settings here, which a pass-through option may not
+    /// touch, and `client.id=qoe-collector` unless an option sets it.
+    pub fn client_spec(&self) -> ClientSpec {
+        ClientSpec::producer("the collector's producer", &self.options())
+            .require(
+                "compression.type",
+                &["compression.codec"],
+                &self.compression,
+                "kafka.compression",
+            )
+            .require(
+                "linger.ms",
+                &["queue.buffering.max.ms"],
+                self.linger_ms,
+                "kafka.linger_ms",
+            )
+            .require(
+                "message.timeout.ms",
+                &["delivery.timeout.ms"],
+                self.produce_timeout_ms,
+                "kafka.produce_timeout_ms",
+            )
+            .require(
+                "queue.buffering.max.messages",
+                &[],
+                self.queue_max_messages,
+                "kafka.queue_max_messages",
+            )
+            .default("client.id", "qoe-collector")
+    }
+}
 
 /// Which event times are accepted, relative to the time the request was received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -248,7 +269,7 @@ pub enum ConfigError {
     #[error("write key {0:?}: {1}")]
     WriteKey(String, &'static str),
     /// The keys file could not be read.
-    #[error("write keys file {path:?}: {source}")]
+    #[error("write keys file {path:?}")]
     KeysFile {
         /// The file.
         path: PathBuf,
@@ -258,14 +279,9 @@ pub enum ConfigError {
     /// No write key configured.
     #[error("no write key: give --write-key ID:SECRET or --write-keys-file FILE")]
     NoWriteKey,
-    /// A pass-through Kafka property that a typed setting owns.
-    #[error("kafka option {key:?}: set by {owner}, remove it from the pass-through options")]
-    OwnedKafkaOption {
-        /// The property.
-        key: String,
-        /// The setting that owns it.
-        owner: &'static str,
-    },
+    /// A pass-through Kafka property that a typed setting or the producer's durability owns.
+    #[error(transparent)]
+    OwnedKafkaOption(#[from] KafkaClientError),
     /// A value out of its range.
     #[error("{field}: {problem}")]
     Invalid {
@@ -279,14 +295,7 @@ pub enum ConfigError {
 impl CollectorConfig {
     /// Checks the settings that can be checked without IO.
     pub fn check(&self) -> Result<(), ConfigError> {
-        for key in self.kafka.options.keys() {
-            if let Some((_, owner)) = OWNED_KAFKA_PROPERTIES.iter().find(|(owned, _)| owned == key) {
-                return Err(ConfigError::OwnedKafkaOption {
-                    key: key.clone(),
-                    owner,
-                });
-            }
-        }
+        self.kafka.client_spec().check()?;
         let compressions = ["lz4", "zstd", "gzip", "snappy", "none"];
         if !compressions.contains(&self.kafka.compression.as_str()) {
             return Err(ConfigError::Invalid {
@@ -440,7 +449,7 @@ mod tests {
         let error = config.check().unwrap_err().to_string();
         assert_eq!(
             error,
-            "kafka option \"acks\": set by always all: a 200 means durable, remove it from the pass-through options"
+            "kafka option \"acks=1\": set by the pipeline (acknowledged means written to every in-sync replica), remove it from the pass-through options"
         );
         config.kafka.options.clear();
         config

@@ -7,18 +7,17 @@
 //! `(session_id, seq)`. A 200 therefore always means durable; a 503 may mean "partly durable".
 //!
 //! The collector does not create topics (production clusters usually forbid auto-creation, and some
-//! brokers never auto-create): [`create_topics`] does it on request (`qoe topics create`), and the
+//! brokers never auto-create): [`qoe_runtime::kafka::create_topics`] does it on request (`qoe topics create`), and the
 //! probe keeps the collector unready while the beacon topic is missing.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus::IntCounter;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use qoe_runtime::kafka::KafkaClientError;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use tokio::sync::Notify;
@@ -159,25 +158,11 @@ pub struct BeaconProducer {
 }
 
 impl BeaconProducer {
-    /// Creates the producer. librdkafka checks the pass-through options here and refuses unknown ones.
-    /// `dead_letters_failed` counts dead-letter records that could not be written.
-    pub fn new(config: &KafkaConfig, dead_letters_failed: IntCounter) -> Result<BeaconProducer, KafkaError> {
-        let mut client = ClientConfig::new();
-        for (key, value) in &config.options {
-            client.set(key, value);
-        }
-        client
-            .set("bootstrap.servers", &config.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", &config.compression)
-            .set("linger.ms", config.linger_ms.to_string())
-            .set("message.timeout.ms", config.produce_timeout_ms.to_string())
-            .set("queue.buffering.max.messages", config.queue_max_messages.to_string());
-        if !config.options.contains_key("client.id") {
-            client.set("client.id", "qoe-collector");
-        }
-        let producer: ThreadedProducer<AckContext> = client.create_with_context(AckContext)?;
+    /// Creates the producer from [`KafkaConfig::client_spec`]. librdkafka checks the pass-through
+    /// options here and refuses unknown ones. `dead_letters_failed` counts dead-letter records that
+    /// could not be written.
+    pub fn new(config: &KafkaConfig, dead_letters_failed: IntCounter) -> Result<BeaconProducer, KafkaClientError> {
+        let producer: ThreadedProducer<AckContext> = config.client_spec().create_with_context(AckContext)?;
         Ok(BeaconProducer {
             producer,
             topic: config.topic.clone(),
@@ -336,50 +321,4 @@ impl BeaconProducer {
             .await
             .unwrap_or(Err(KafkaError::Canceled))
     }
-}
-
-/// What [`create_topics`] did with one topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TopicOutcome {
-    /// The topic was created.
-    Created,
-    /// The topic was there already and was left as it is.
-    Existed,
-}
-
-/// Creates topics that do not exist yet, with `partitions` partitions and `replication` replicas,
-/// through the Kafka admin API. Existing topics are left as they are.
-pub async fn create_topics(
-    brokers: &str,
-    options: &BTreeMap<String, String>,
-    topics: &[&str],
-    partitions: i32,
-    replication: i32,
-) -> Result<Vec<(String, TopicOutcome)>, KafkaError> {
-    let mut config = ClientConfig::new();
-    for (key, value) in options {
-        config.set(key, value);
-    }
-    let admin: AdminClient<DefaultClientContext> = config.set("bootstrap.servers", brokers).create()?;
-    let new_topics: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|topic| NewTopic::new(topic, partitions, TopicReplication::Fixed(replication)))
-        .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let started = Instant::now();
-    let results = admin.create_topics(&new_topics, &options).await?;
-    let mut outcomes = Vec::with_capacity(results.len());
-    for result in results {
-        match result {
-            Ok(topic) => outcomes.push((topic, TopicOutcome::Created)),
-            Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => outcomes.push((topic, TopicOutcome::Existed)),
-            Err((_, code)) => return Err(KafkaError::AdminOp(code)),
-        }
-    }
-    tracing::info!(
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        count = outcomes.len(),
-        "topics checked"
-    );
-    Ok(outcomes)
 }

@@ -57,10 +57,10 @@ pub enum CollectorError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The Kafka producer could not be created (for example an unknown pass-through option).
-    #[error("kafka producer: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("kafka producer")]
+    Kafka(#[from] qoe_runtime::kafka::KafkaClientError),
     /// The listen address could not be bound, or the server failed.
-    #[error("http server on {address}: {source}")]
+    #[error("http server on {address}")]
     Io {
         /// The address.
         address: String,

@@ -3,7 +3,8 @@
 //! Every name is `qoe_collector_<name>_<unit>`; labels are bounded (status codes, error codes,
 //! beacon types, reject reasons, connection close reasons), never a key, session, room or address.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
+use qoe_runtime::metrics;
 
 use qoe_schemas::{BeaconType, RejectReason};
 
@@ -46,81 +47,71 @@ impl Metrics {
     /// Creates and registers every metric, with every bounded label value pre-set to zero.
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "qoe_collector_requests_total",
-                "Requests to /v1/beacons by HTTP status.",
-            ),
+        let r = &registry;
+        let requests = metrics::counter_vec(
+            r,
+            "qoe_collector_requests_total",
+            "Requests to /v1/beacons by HTTP status.",
             &["status"],
-        )
-        .expect("valid metric");
-        let beacons_accepted = IntCounterVec::new(
-            Opts::new(
-                "qoe_collector_beacons_accepted_total",
-                "Beacons acknowledged by Kafka, by beacon type.",
-            ),
+        );
+        let beacons_accepted = metrics::counter_vec(
+            r,
+            "qoe_collector_beacons_accepted_total",
+            "Beacons acknowledged by Kafka, by beacon type.",
             &["type"],
-        )
-        .expect("valid metric");
-        let beacons_rejected = IntCounterVec::new(
-            Opts::new("qoe_collector_beacons_rejected_total", "Beacons refused, by reason."),
+        );
+        let beacons_rejected = metrics::counter_vec(
+            r,
+            "qoe_collector_beacons_rejected_total",
+            "Beacons refused, by reason.",
             &["reason"],
-        )
-        .expect("valid metric");
-        let dead_letters_failed = IntCounter::new(
+        );
+        let dead_letters_failed = metrics::counter(
+            r,
             "qoe_collector_dead_letters_failed_total",
             "Rejected beacons that could not be written to the dead-letter topic.",
-        )
-        .expect("valid metric");
-        let request_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "qoe_collector_request_duration_seconds",
-                "Time from receiving a beacon request to answering it.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-        )
-        .expect("valid metric");
-        let produce_latency = Histogram::with_opts(
-            HistogramOpts::new(
-                "qoe_collector_produce_latency_seconds",
-                "Time from enqueuing a request's beacons to Kafka's acknowledgement of all of them.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-        )
-        .expect("valid metric");
-        let queue_depth = IntGauge::new(
+        );
+        let request_duration = metrics::histogram(
+            r,
+            "qoe_collector_request_duration_seconds",
+            "Time from receiving a beacon request to answering it.",
+            Some(LATENCY_BUCKETS.to_vec()),
+        );
+        let produce_latency = metrics::histogram(
+            r,
+            "qoe_collector_produce_latency_seconds",
+            "Time from enqueuing a request's beacons to Kafka's acknowledgement of all of them.",
+            Some(LATENCY_BUCKETS.to_vec()),
+        );
+        let queue_depth = metrics::gauge(
+            r,
             "qoe_collector_kafka_queue_depth_messages",
             "Records in the producer waiting for a Kafka acknowledgement.",
-        )
-        .expect("valid metric");
-        let kafka_up = IntGauge::new(
+        );
+        let kafka_up = metrics::gauge(
+            r,
             "qoe_collector_kafka_up_bool",
             "1 while the health probe reaches a broker.",
-        )
-        .expect("valid metric");
-        let request_errors = IntCounterVec::new(
-            Opts::new(
-                "qoe_collector_request_errors_total",
-                "Refused requests to /v1/beacons by error code.",
-            ),
+        );
+        let request_errors = metrics::counter_vec(
+            r,
+            "qoe_collector_request_errors_total",
+            "Refused requests to /v1/beacons by error code.",
             &["code"],
-        )
-        .expect("valid metric");
-        let inflight_bytes = IntGauge::new(
+        );
+        let inflight_bytes = metrics::gauge(
+            r,
             "qoe_collector_inflight_body_bytes",
             "Bytes of request bodies held now, as received and decompressed.",
-        )
-        .expect("valid metric");
+        );
         let connections = ConnectionMetrics {
-            open: IntGauge::new("qoe_collector_open_connections", "HTTP connections open now.").expect("valid metric"),
-            closed: IntCounterVec::new(
-                Opts::new(
-                    "qoe_collector_connections_closed_total",
-                    "Connections the collector closed, by reason (timeouts, shed at the cap, refused at the cap).",
-                ),
+            open: metrics::gauge(r, "qoe_collector_open_connections", "HTTP connections open now."),
+            closed: metrics::counter_vec(
+                r,
+                "qoe_collector_connections_closed_total",
+                "Connections the collector closed, by reason (timeouts, shed at the cap, refused at the cap).",
                 &["reason"],
-            )
-            .expect("valid metric"),
+            ),
             requests: requests.clone(),
         };
         for (code, _) in ApiError::CODES {
@@ -135,7 +126,7 @@ impl Metrics {
         for reason in RejectReason::ALL {
             beacons_rejected.with_label_values(&[reason.as_str()]);
         }
-        let metrics = Metrics {
+        Metrics {
             registry,
             requests,
             beacons_accepted,
@@ -148,25 +139,7 @@ impl Metrics {
             request_errors,
             inflight_bytes,
             connections,
-        };
-        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
-            Box::new(metrics.requests.clone()),
-            Box::new(metrics.beacons_accepted.clone()),
-            Box::new(metrics.beacons_rejected.clone()),
-            Box::new(metrics.dead_letters_failed.clone()),
-            Box::new(metrics.request_duration.clone()),
-            Box::new(metrics.produce_latency.clone()),
-            Box::new(metrics.queue_depth.clone()),
-            Box::new(metrics.kafka_up.clone()),
-            Box::new(metrics.request_errors.clone()),
-            Box::new(metrics.inflight_bytes.clone()),
-            Box::new(metrics.connections.open.clone()),
-            Box::new(metrics.connections.closed.clone()),
-        ];
-        for collector in collectors {
-            metrics.registry.register(collector).expect("metric registered once");
         }
-        metrics
     }
 
     /// Counts a request's accepted beacons by type (one counter update per type present).
@@ -193,11 +166,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut buffer = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buffer)
-            .expect("text encoding cannot fail");
-        String::from_utf8(buffer).unwrap_or_default()
+        metrics::render(&self.registry)
     }
 }
 

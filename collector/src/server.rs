@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -97,7 +97,7 @@ async fn accept(state: &AppState, request: Request) -> Result<serde_json::Value,
     if state.shutdown.is_cancelled() {
         return Err(ApiError::ShuttingDown(1));
     }
-    let received_at = epoch_ms();
+    let received_at = qoe_runtime::clock::epoch_ms();
     let (parts, body) = request.into_parts();
     let client_ip = client_ip(&parts, state.config.trust_forwarded_for);
     let now = Instant::now();
@@ -344,12 +344,4 @@ pub fn record_health(state: &AppState, health: KafkaHealth) {
     }
     state.producer.set_health(health);
     state.metrics.kafka_up.set(i64::from(health == KafkaHealth::Ready));
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as u64)
-        .unwrap_or(0)
 }

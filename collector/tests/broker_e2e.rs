@@ -16,12 +16,13 @@ fn brokers() -> String {
 }
 
 async fn create(brokers: &str, topics: &[&str]) {
-    let outcomes = qoe_collector::kafka::create_topics(brokers, &Default::default(), topics, 4, 1)
-        .await
-        .unwrap();
+    let outcomes =
+        qoe_runtime::kafka::create_topics(&qoe_runtime::kafka::KafkaOptions::new(brokers), topics, 4, 1, &[])
+            .await
+            .unwrap();
     assert!(outcomes
         .iter()
-        .all(|(_, outcome)| *outcome == qoe_collector::kafka::TopicOutcome::Created));
+        .all(|(_, outcome)| *outcome == qoe_runtime::kafka::TopicOutcome::Created));
 }
 
 /// A collector config writing to topics of this test's own: (config, beacon topic, dead-letter topic).

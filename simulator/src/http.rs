@@ -8,10 +8,11 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use qoe_runtime::clock::epoch_ms;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -76,12 +77,6 @@ struct ProducerOutcome {
     interrupted: bool,
 }
 
-fn wall_clock_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as u64)
-}
-
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = GzEncoder::new(Vec::with_capacity(bytes.len() / 6 + 64), Compression::fast());
     // Writing into a Vec cannot fail.
@@ -99,7 +94,7 @@ fn produce(
     let mut outcome = ProducerOutcome::default();
     let mut stream = generate(config).peekable();
     let mut json = Vec::with_capacity(config.batch_size * 700);
-    let mut wall_ms = wall_clock_ms();
+    let mut wall_ms = epoch_ms();
     loop {
         if shutdown.is_cancelled() {
             outcome.interrupted = true;
@@ -117,7 +112,7 @@ fn produce(
             if config.hold_future && count > 0 && next.ts >= first_ts + LIVE_BATCH_SPAN_MS {
                 // In live mode, cut the batch rather than hold early beacons for late ones.
                 if next.ts > wall_ms {
-                    wall_ms = wall_clock_ms();
+                    wall_ms = epoch_ms();
                 }
                 if next.ts > wall_ms {
                     break;
@@ -172,7 +167,7 @@ struct HttpContext {
 impl HttpContext {
     /// The request body for `batch`, with `sent_at` set to the real clock now.
     fn body(&self, batch: &PreparedBatch) -> Vec<u8> {
-        let head = format!("{{\"sent_at\":{},\"beacons\":", wall_clock_ms());
+        let head = format!("{{\"sent_at\":{},\"beacons\":", epoch_ms());
         let head = if self.gzip {
             gzip(head.as_bytes())
         } else {
@@ -395,7 +390,7 @@ async fn wait_while_paused(pause: Option<&crate::Pause>, shutdown: &Cancellation
 /// Waits until the real clock reaches `ts`; false if shutdown came first.
 async fn wait_for_wall_clock(ts: u64, shutdown: &CancellationToken) -> bool {
     loop {
-        let now_ms = wall_clock_ms();
+        let now_ms = epoch_ms();
         if ts <= now_ms {
             return true;
         }

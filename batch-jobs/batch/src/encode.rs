@@ -28,10 +28,6 @@ use parquet::file::properties::WriterProperties;
 /// One beacon file of a flush, encoded: its (table, hour), rows, and Parquet bytes.
 pub(crate) type Encoded = ((Table, i64), u64, Vec<u8>);
 
-fn arrow_error(error: arrow::error::ArrowError) -> BatchError {
-    BatchError::Arrow(error.to_string())
-}
-
 /// The encoded chunks of one field (one per Parquet leaf), or why it failed.
 type Chunks = Result<Vec<ArrowColumnChunk>, BatchError>;
 
@@ -54,7 +50,10 @@ pub(crate) fn encode_partitions(
     partitions
         .into_iter()
         .map(|(key, rows)| {
-            let sorted = rows.into_sorted().map_err(arrow_error)?;
+            let sorted = rows.into_sorted().map_err(|source| BatchError::Arrow {
+                context: format!("sorting the {} rows of hour {}", key.0.name(), key.1),
+                source,
+            })?;
             let count = sorted.rows() as u64;
             let properties = writer_properties(sorted.table(), &tables::schema(sorted.table()), ROW_GROUP_ROWS)?;
             Ok((key, count, encode_sorted(&sorted, threads, properties)?))
@@ -94,15 +93,19 @@ fn encode_columns(
 ) -> Result<Vec<u8>, BatchError> {
     let schema = tables::schema(table);
     let Some(row_group_rows) = properties.max_row_group_row_count() else {
-        return Err(BatchError::Arrow("row groups need a row count limit".to_string()));
+        return Err(BatchError::Internal("row groups need a row count limit".to_string()));
     };
     if properties.max_row_group_bytes().is_some() || properties.content_defined_chunking().is_some() {
-        return Err(BatchError::Arrow(
+        return Err(BatchError::Internal(
             "row groups cut by size or content cannot be encoded column by column".to_string(),
         ));
     }
-    let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties)).map_err(BatchError::Parquet)?;
-    let (mut file, factory) = writer.into_serialized_writer().map_err(BatchError::Parquet)?;
+    let encoding = |source| BatchError::Parquet {
+        context: format!("encoding a {} file", table.name()),
+        source,
+    };
+    let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties)).map_err(encoding)?;
+    let (mut file, factory) = writer.into_serialized_writer().map_err(encoding)?;
     let fields: Vec<&Field> = schema.fields().iter().map(|field| field.as_ref()).collect();
     let mut start = 0;
     let mut row_group = 0;
@@ -110,10 +113,7 @@ fn encode_columns(
         let range = start..(start + row_group_rows.max(1)).min(rows);
         start = range.end;
         // The column writers of each field (one per Parquet leaf), taken by whichever thread is free.
-        let mut writers = factory
-            .create_column_writers(row_group)
-            .map_err(BatchError::Parquet)?
-            .into_iter();
+        let mut writers = factory.create_column_writers(row_group).map_err(encoding)?.into_iter();
         row_group += 1;
         let mut queue: Vec<(usize, Vec<ArrowColumnWriter>)> = fields
             .iter()
@@ -124,10 +124,17 @@ fn encode_columns(
         queue.reverse();
         let queue = Mutex::new(queue);
         let encode_field = |index: usize, writers: Vec<ArrowColumnWriter>| -> Chunks {
-            let array = column(index, range.clone()).map_err(arrow_error)?;
-            let leaves = compute_leaves(fields[index], &array).map_err(BatchError::Parquet)?;
+            let in_column = |source| BatchError::Parquet {
+                context: format!("encoding column {:?} of a {} file", fields[index].name(), table.name()),
+                source,
+            };
+            let array = column(index, range.clone()).map_err(|source| BatchError::Arrow {
+                context: format!("gathering column {:?} of a {} file", fields[index].name(), table.name()),
+                source,
+            })?;
+            let leaves = compute_leaves(fields[index], &array).map_err(in_column)?;
             if leaves.len() != writers.len() {
-                return Err(BatchError::Arrow(format!(
+                return Err(BatchError::Internal(format!(
                     "column {:?}: {} leaves for {} writers",
                     fields[index].name(),
                     leaves.len(),
@@ -136,8 +143,8 @@ fn encode_columns(
             }
             let mut done = Vec::with_capacity(writers.len());
             for (leaf, mut writer) in leaves.iter().zip(writers) {
-                writer.write(leaf).map_err(BatchError::Parquet)?;
-                done.push(writer.close().map_err(BatchError::Parquet)?);
+                writer.write(leaf).map_err(in_column)?;
+                done.push(writer.close().map_err(in_column)?);
             }
             Ok(done)
         };
@@ -168,15 +175,15 @@ fn encode_columns(
             )));
         }
         encoded.sort_unstable_by_key(|(index, _)| *index);
-        let mut group = file.next_row_group().map_err(BatchError::Parquet)?;
+        let mut group = file.next_row_group().map_err(encoding)?;
         for (_, chunks) in encoded {
             for chunk in chunks? {
-                chunk.append_to_row_group(&mut group).map_err(BatchError::Parquet)?;
+                chunk.append_to_row_group(&mut group).map_err(encoding)?;
             }
         }
-        group.close().map_err(BatchError::Parquet)?;
+        group.close().map_err(encoding)?;
     }
-    file.into_inner().map_err(BatchError::Parquet)
+    file.into_inner().map_err(encoding)
 }
 
 #[cfg(test)]

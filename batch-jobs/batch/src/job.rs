@@ -154,7 +154,10 @@ impl OpenBlock {
             let partition = tables.entry(*key).or_insert_with(|| PartitionRows::new(key.0));
             partition
                 .add(batch.clone(), std::mem::take(rows))
-                .map_err(arrow_error)?;
+                .map_err(|source| BatchError::Arrow {
+                    context: format!("buffering the {} rows of hour {}", key.0.name(), key.1),
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -197,10 +200,6 @@ fn writer_id() -> String {
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn arrow_error(error: arrow::error::ArrowError) -> BatchError {
-    BatchError::Arrow(error.to_string())
 }
 
 /// Folds an accepted play beacon into its (session, generation) partial row.
@@ -340,7 +339,10 @@ impl Job {
         let state = self.state(source)?;
         let key = partition_of(&beacon);
         let partition = state.tables.entry(key).or_insert_with(|| PartitionRows::new(key.0));
-        partition.push(&beacon).map_err(arrow_error)?;
+        partition.push(&beacon).map_err(|error| BatchError::Arrow {
+            context: format!("buffering the record at offset {offset} of source {source:?}"),
+            source: error,
+        })?;
         Ok(Offer::Accepted)
     }
 
@@ -380,7 +382,7 @@ impl Job {
             .as_mut()
             .and_then(|block| block.accepted.get_mut(placed.slot))
         else {
-            return Err(BatchError::Arrow(format!(
+            return Err(BatchError::Internal(format!(
                 "record at offset {offset} placed outside its block"
             )));
         };

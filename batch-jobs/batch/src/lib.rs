@@ -37,45 +37,97 @@ mod run;
 pub mod sessions;
 pub mod warehouse;
 
+use std::path::PathBuf;
+
 pub use job::{Job, JobConfig, Offer};
 pub use metrics::Metrics;
-pub use run::{file_source_id, run, run_file, run_kafka, Input, KafkaInput, RunReport};
+pub use qoe_runtime::kafka::{KafkaOptions, TopicInput};
+pub use run::{file_source_id, run, run_file, run_kafka, Input, RunReport};
 
-/// What can stop the batch job.
+/// What can stop the batch job. Messages are lowercase and name what was being done; a variant with
+/// a cause holds it as its [`std::error::Error::source`] and does not repeat it in its message (the
+/// binary prints the whole chain).
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
     /// A file-system operation failed.
-    #[error("{path}: {error}")]
+    #[error("{operation} {path:?}")]
     Io {
+        /// What was being done ("writing", "renaming into place", …).
+        operation: &'static str,
         /// The file or directory.
-        path: String,
-        /// What failed.
+        path: PathBuf,
+        /// The file system's error.
         #[source]
-        error: std::io::Error,
+        source: std::io::Error,
     },
     /// Parquet encoding or decoding failed.
-    #[error("parquet: {0}")]
-    Parquet(#[source] parquet::errors::ParquetError),
+    #[error("{context}")]
+    Parquet {
+        /// What was being encoded or read.
+        context: String,
+        /// Parquet's error.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
     /// Building or reading an Arrow batch failed.
-    #[error("arrow: {0}")]
-    Arrow(String),
-    /// A manifest could not be read or written.
-    #[error("manifest {path}: {error}")]
-    Manifest {
+    #[error("{context}")]
+    Arrow {
+        /// Which batch, or which file it was read from.
+        context: String,
+        /// Arrow's error.
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    /// A manifest could not be decoded or encoded as JSON.
+    #[error("{operation} manifest {path:?}")]
+    ManifestJson {
+        /// `reading` or `encoding`.
+        operation: &'static str,
         /// The manifest file.
+        path: PathBuf,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A committed manifest does not match the files on disk.
+    #[error("manifest {path:?}: {problem}")]
+    Manifest {
+        /// The manifest file, relative to the warehouse root.
         path: String,
-        /// What is wrong with it.
-        error: String,
+        /// What is wrong.
+        problem: String,
     },
     /// A record was offered for a source that is not open.
     #[error("source {0:?} is not open")]
     SourceNotOpen(String),
+    /// The Kafka consumer could not be built: a `--kafka-option` the pipeline refuses, or a
+    /// configuration librdkafka refuses.
+    #[error("{context}")]
+    KafkaClient {
+        /// Which consumer, of which topic.
+        context: String,
+        /// Why it could not be built.
+        #[source]
+        source: qoe_runtime::kafka::KafkaClientError,
+    },
     /// The Kafka consumer failed.
-    #[error("kafka: {0}")]
-    Kafka(String),
-    /// The job's thread failed.
+    #[error("{context}")]
+    Kafka {
+        /// What the consumer was doing, on which topic.
+        context: String,
+        /// librdkafka's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// A thread of the job stopped before its work was done.
     #[error("batch job thread: {0}")]
     Join(String),
+    /// The blocking task running the job panicked or was cancelled.
+    #[error("the batch job's task failed")]
+    Task(#[source] tokio::task::JoinError),
+    /// A broken invariant of the job (a bug, never the input's fault).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// Another writer committed this flush of the source first: this job no longer owns it.
     #[error(
         "source {source_id:?}: flush {seq} was committed by another writer (the partition moved to another consumer?)"
@@ -97,4 +149,15 @@ pub enum BatchError {
     /// The test hook stopped the job at this step.
     #[error("injected crash at step {0}")]
     InjectedCrash(u64),
+}
+
+impl BatchError {
+    /// A [`BatchError::Io`]: `operation` on `path` failed with `source`.
+    pub(crate) fn io(operation: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        BatchError::Io {
+            operation,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }

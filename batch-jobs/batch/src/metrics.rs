@@ -1,6 +1,7 @@
 //! The batch job's own metrics (`qoe_batch_*`), in a Prometheus registry of their own.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
+use qoe_runtime::metrics;
 
 /// The batch job's metrics. Labels are bounded: outcome, reject reason, table, source (a Kafka
 /// partition or an input file).
@@ -45,66 +46,52 @@ impl Metrics {
     /// Creates the metrics in a new registry.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let records = IntCounterVec::new(
-            Opts::new(
-                "qoe_batch_records_total",
-                "Records offered to the batch job, by outcome",
-            ),
+        let records = metrics::counter_vec(
+            &registry,
+            "qoe_batch_records_total",
+            "Records offered to the batch job, by outcome",
             &["outcome"],
-        )
-        .expect("valid metric");
-        let rejected = IntCounterVec::new(
-            Opts::new("qoe_batch_records_rejected_total", "Invalid records, by reject reason"),
+        );
+        let rejected = metrics::counter_vec(
+            &registry,
+            "qoe_batch_records_rejected_total",
+            "Invalid records, by reject reason",
             &["reason"],
-        )
-        .expect("valid metric");
-        let rows = IntCounterVec::new(
-            Opts::new("qoe_batch_rows_written_total", "Rows written to Parquet, by table"),
+        );
+        let rows = metrics::counter_vec(
+            &registry,
+            "qoe_batch_rows_written_total",
+            "Rows written to Parquet, by table",
             &["table"],
-        )
-        .expect("valid metric");
-        let flushes = IntCounter::new("qoe_batch_flushes_total", "Committed flushes").expect("valid metric");
-        let flush_seconds = Histogram::with_opts(HistogramOpts::new(
+        );
+        let flushes = metrics::counter(&registry, "qoe_batch_flushes_total", "Committed flushes");
+        let flush_seconds = metrics::histogram(
+            &registry,
             "qoe_batch_flush_duration_seconds",
             "Time to write and commit one flush",
-        ))
-        .expect("valid metric");
-        let committed_offset = IntGaugeVec::new(
-            Opts::new(
-                "qoe_batch_committed_offset",
-                "Next offset to read per source after the last commit",
-            ),
+            None,
+        );
+        let committed_offset = metrics::gauge_vec(
+            &registry,
+            "qoe_batch_committed_offset",
+            "Next offset to read per source after the last commit",
             &["source"],
-        )
-        .expect("valid metric");
-        let session_late = IntCounter::new(
+        );
+        let session_late = metrics::counter(
+            &registry,
             "qoe_batch_session_late_total",
             "Play beacons older than the session horizon, not folded into play_sessions",
-        )
-        .expect("valid metric");
-        let resume_skipped = IntCounter::new(
+        );
+        let resume_skipped = metrics::counter(
+            &registry,
             "qoe_batch_resume_skipped_offsets_total",
             "Offsets between a source's resume point and the first record the broker returned after it",
-        )
-        .expect("valid metric");
-        let assigned_partitions = IntGauge::new(
+        );
+        let assigned_partitions = metrics::gauge(
+            &registry,
             "qoe_batch_assigned_partitions",
             "Partitions of the beacon topic assigned to this job by its consumer group",
-        )
-        .expect("valid metric");
-        for collector in [
-            Box::new(records.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(rejected.clone()),
-            Box::new(rows.clone()),
-            Box::new(flushes.clone()),
-            Box::new(flush_seconds.clone()),
-            Box::new(committed_offset.clone()),
-            Box::new(session_late.clone()),
-            Box::new(resume_skipped.clone()),
-            Box::new(assigned_partitions.clone()),
-        ] {
-            registry.register(collector).expect("unique metric names");
-        }
+        );
         Metrics {
             accepted: records.with_label_values(&["accepted"]),
             duplicates: records.with_label_values(&["duplicate"]),
@@ -125,11 +112,7 @@ impl Metrics {
 
     /// The metrics in the Prometheus text format.
     pub fn render(&self) -> String {
-        let mut text = String::new();
-        let encoder = prometheus::TextEncoder::new();
-        // Encoding into a String only fails on invalid UTF-8, which metric names never are.
-        let _ = encoder.encode_utf8(&self.registry.gather(), &mut text);
-        text
+        metrics::render(&self.registry)
     }
 }
 

@@ -227,9 +227,19 @@ pub(crate) fn parse_blocks(
         }
         let next = input.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).recv();
         let Ok(raw) = next else { return };
+        let first_offset = raw.lines.iter().find_map(|line| match line {
+            RawLine::Text { offset, .. } => Some(*offset),
+            _ => None,
+        });
         let parsed = match std::panic::catch_unwind(AssertUnwindSafe(|| parse_block(raw))) {
             Ok(Ok(parsed)) => Ok(parsed),
-            Ok(Err(error)) => Err(BatchError::Arrow(error.to_string())),
+            Ok(Err(source)) => Err(BatchError::Arrow {
+                context: format!(
+                    "building the columns of the lines from offset {}",
+                    first_offset.unwrap_or_default()
+                ),
+                source,
+            }),
             Err(_) => Err(BatchError::Join("a parsing thread panicked".to_string())),
         };
         let failed = parsed.is_err();

@@ -12,7 +12,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
+use qoe_runtime::kafka::{ClientSpec, TopicInput};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -156,17 +156,14 @@ pub fn run_file(
     metrics: Metrics,
     shutdown: &CancellationToken,
 ) -> Result<RunReport, BatchError> {
-    let io_error = |error| BatchError::Io {
-        path: path.display().to_string(),
-        error,
-    };
+    let io_error = |operation| move |error| BatchError::io(operation, path, error);
     let source = file_source_id(path);
     let mut job = Job::new(config, metrics)?;
     let mut report = RunReport::default();
     let next = job.open_source(&source)?;
-    let file = File::open(path).map_err(io_error)?;
+    let file = File::open(path).map_err(io_error("opening"))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let fingerprint = first_line_fingerprint(&mut reader).map_err(io_error)?;
+    let fingerprint = first_line_fingerprint(&mut reader).map_err(io_error("reading"))?;
     match job.fingerprint(&source) {
         Some(committed) if committed != fingerprint => {
             return Err(BatchError::InputMismatch {
@@ -213,7 +210,7 @@ pub fn run_file(
             }
         }
         match reading.join() {
-            Ok(result) => result.map_err(io_error)?,
+            Ok(result) => result.map_err(io_error("reading"))?,
             Err(_) => return Err(BatchError::Join("the file reader thread panicked".to_string())),
         }
         if !stopped && in_sequence.stranded() > 0 {
@@ -226,22 +223,6 @@ pub fn run_file(
     let pending = job.pending();
     flush(&mut job, &mut report, pending)?;
     Ok(report)
-}
-
-/// Where the Kafka input reads from.
-#[derive(Debug, Clone)]
-pub struct KafkaInput {
-    /// Bootstrap servers.
-    pub brokers: String,
-    /// The beacon topic.
-    pub topic: String,
-    /// The consumer group (the batch job's own).
-    pub group_id: String,
-    /// Extra librdkafka properties.
-    pub options: Vec<(String, String)>,
-    /// Stop (after a final flush) when no record arrived for this long (before the first record: for
-    /// this long or 60 s, whichever is longer); `None` runs until shutdown.
-    pub exit_when_idle: Option<Duration>,
 }
 
 /// Partitions revoked by a rebalance, handed from the consumer's callback to the loop; when the last
@@ -334,33 +315,41 @@ fn check_resume(source: &str, resume: i64, first: i64, metrics: &Metrics) {
 /// Reads `qoe.beacons.v1` with a consumer group into the warehouse until `shutdown` (or idleness, if
 /// asked), committing a flush per partition as the policy says and a last one at the end.
 pub fn run_kafka(
-    input: &KafkaInput,
+    input: &TopicInput,
     config: JobConfig,
     metrics: Metrics,
     shutdown: &CancellationToken,
 ) -> Result<RunReport, BatchError> {
-    let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", &input.brokers)
-        .set("group.id", &input.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false");
-    for (key, value) in &input.options {
-        client.set(key, value);
-    }
     let context = RebalanceContext {
         revoked: Mutex::default(),
         rebalanced_at: Mutex::default(),
         assigned: metrics.assigned_partitions.clone(),
     };
-    let consumer: BaseConsumer<RebalanceContext> = client
-        .create_with_context(context)
-        .map_err(|error| BatchError::Kafka(error.to_string()))?;
+    let consumer: BaseConsumer<RebalanceContext> =
+        ClientSpec::consumer("the batch job's consumer", &input.kafka, &input.group_id)
+            .require(
+                "enable.auto.offset.store",
+                &[],
+                "false",
+                "the pipeline (offsets are stored after a flush is committed)",
+            )
+            .require(
+                "enable.partition.eof",
+                &[],
+                "false",
+                "the pipeline (the job does not read end-of-partition events)",
+            )
+            .create_with_context(context)
+            .map_err(|source| BatchError::KafkaClient {
+                context: format!("building the consumer of {:?}", input.topic),
+                source,
+            })?;
     consumer
         .subscribe(&[input.topic.as_str()])
-        .map_err(|error| BatchError::Kafka(error.to_string()))?;
+        .map_err(|source| BatchError::Kafka {
+            context: format!("subscribing to {:?}", input.topic),
+            source,
+        })?;
     let mut job = Job::new(config, metrics.clone())?;
     let mut report = RunReport::default();
     let mut last_record = Instant::now();
@@ -401,7 +390,10 @@ pub fn run_kafka(
             None => {}
             Some(Err(error)) => {
                 if is_fatal(&error) {
-                    return Err(BatchError::Kafka(format!("topic {:?}: {error}", input.topic)));
+                    return Err(BatchError::Kafka {
+                        context: format!("reading {:?}", input.topic),
+                        source: error,
+                    });
                 }
                 if last_warning.is_none_or(|at: Instant| at.elapsed() >= Duration::from_secs(10)) {
                     tracing::warn!(%error, "kafka consumer error (retrying; logged at most every 10 s)");
@@ -439,8 +431,8 @@ pub fn run_kafka(
 pub enum Input {
     /// An NDJSON file.
     File(PathBuf),
-    /// The beacon topic.
-    Kafka(KafkaInput),
+    /// The beacon topic, read by the job's consumer group.
+    Kafka(TopicInput),
 }
 
 /// Runs the job on a blocking thread (it does file IO and Parquet encoding throughout).
@@ -454,5 +446,5 @@ pub async fn run(
         Input::File(path) => run_file(&path, config, metrics, &shutdown),
         Input::Kafka(kafka) => run_kafka(&kafka, config, metrics, &shutdown),
     });
-    task.await.map_err(|error| BatchError::Join(error.to_string()))?
+    task.await.map_err(BatchError::Task)?
 }

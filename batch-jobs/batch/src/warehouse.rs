@@ -83,18 +83,15 @@ pub struct Warehouse {
     root: PathBuf,
 }
 
-fn io_error(path: &Path, error: io::Error) -> BatchError {
-    BatchError::Io {
-        path: path.display().to_string(),
-        error,
-    }
+fn io_error(operation: &'static str, path: &Path, error: io::Error) -> BatchError {
+    BatchError::io(operation, path, error)
 }
 
 impl Warehouse {
     /// Opens (and creates) a warehouse directory.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, BatchError> {
         let root = root.into();
-        fs::create_dir_all(&root).map_err(|error| io_error(&root, error))?;
+        fs::create_dir_all(&root).map_err(|error| io_error("creating the warehouse directory", &root, error))?;
         Ok(Warehouse { root })
     }
 
@@ -134,11 +131,11 @@ impl Warehouse {
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(error) => return Err(io_error(&dir, error)),
+            Err(error) => return Err(io_error("listing", &dir, error)),
         };
         let mut paths = Vec::new();
         for entry in entries {
-            let path = entry.map_err(|error| io_error(&dir, error))?.path();
+            let path = entry.map_err(|error| io_error("listing", &dir, error))?.path();
             if path.extension().is_some_and(|extension| extension == "json") {
                 paths.push(path);
             }
@@ -154,10 +151,11 @@ impl Warehouse {
         let manifests = self.manifests(source)?;
         let latest = match manifests.last() {
             Some(path) => {
-                let text = fs::read_to_string(path).map_err(|error| io_error(path, error))?;
-                let manifest: Manifest = serde_json::from_str(&text).map_err(|error| BatchError::Manifest {
-                    path: path.display().to_string(),
-                    error: error.to_string(),
+                let text = fs::read_to_string(path).map_err(|error| io_error("reading", path, error))?;
+                let manifest: Manifest = serde_json::from_str(&text).map_err(|source| BatchError::ManifestJson {
+                    operation: "reading",
+                    path: path.clone(),
+                    source,
                 })?;
                 self.apply(&manifest)?;
                 Some(manifest)
@@ -168,11 +166,11 @@ impl Warehouse {
         match fs::remove_dir_all(&tmp_dir) {
             Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-            Err(error) => return Err(io_error(&tmp_dir, error)),
+            Err(error) => return Err(io_error("removing", &tmp_dir, error)),
         }
         if let Some((_, older)) = manifests.split_last() {
             for path in older {
-                fs::remove_file(path).map_err(|error| io_error(path, error))?;
+                fs::remove_file(path).map_err(|error| io_error("removing", path, error))?;
             }
         }
         Ok(latest)
@@ -207,13 +205,13 @@ impl Warehouse {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-                Err(error) => return Err(io_error(&path, error)),
+                Err(error) => return Err(io_error("removing", &path, error)),
             }
             return Ok(dir);
         };
         let tmp = self.root.join(tmp);
         if tmp.exists() {
-            fs::rename(&tmp, &path).map_err(|error| io_error(&path, error))?;
+            fs::rename(&tmp, &path).map_err(|error| io_error("renaming into place", &path, error))?;
             return Ok(dir);
         }
         // Applied already, unless the final file is missing too: then the commit lost its data (files
@@ -221,7 +219,7 @@ impl Warehouse {
         if !path.exists() {
             return Err(BatchError::Manifest {
                 path: format!("_manifests/{}/{:012}.json", manifest.source, manifest.seq),
-                error: format!(
+                problem: format!(
                     "move to {:?}: neither the temporary nor the final file exists",
                     file_move.path
                 ),
@@ -241,7 +239,7 @@ impl Warehouse {
             if dirs.contains(&dir) {
                 continue;
             }
-            fs::create_dir_all(&dir).map_err(|error| io_error(&dir, error))?;
+            fs::create_dir_all(&dir).map_err(|error| io_error("creating", &dir, error))?;
             dirs.push(dir);
         }
         // A new partition directory is durable once its parents are synced too.
@@ -271,13 +269,14 @@ impl Warehouse {
     /// [`BatchError::LostOwnership`] when another writer committed the same flush number first.
     pub fn commit(&self, manifest: &Manifest, tmp_dir: &Path) -> Result<(), BatchError> {
         let tmp = tmp_dir.join("manifest.json");
-        let text = serde_json::to_vec_pretty(manifest).map_err(|error| BatchError::Manifest {
-            path: tmp.display().to_string(),
-            error: error.to_string(),
+        let text = serde_json::to_vec_pretty(manifest).map_err(|source| BatchError::ManifestJson {
+            operation: "encoding",
+            path: tmp.clone(),
+            source,
         })?;
         write_synced(&tmp, &text)?;
         let dir = self.manifest_dir(&manifest.source);
-        fs::create_dir_all(&dir).map_err(|error| io_error(&dir, error))?;
+        fs::create_dir_all(&dir).map_err(|error| io_error("creating", &dir, error))?;
         let path = dir.join(format!("{:012}.json", manifest.seq));
         // A hard link never replaces an existing file, unlike a rename: two writers of one source (a
         // consumer that lost its partition without noticing) cannot both commit flush N.
@@ -289,9 +288,9 @@ impl Warehouse {
                     seq: manifest.seq,
                 })
             }
-            Err(error) => return Err(io_error(&path, error)),
+            Err(error) => return Err(io_error("linking the manifest into place", &path, error)),
         }
-        fs::remove_file(&tmp).map_err(|error| io_error(&tmp, error))?;
+        fs::remove_file(&tmp).map_err(|error| io_error("removing", &tmp, error))?;
         sync_dir(&dir)
     }
 
@@ -300,7 +299,7 @@ impl Warehouse {
         let keep = format!("{keep_seq:012}.json");
         for path in self.manifests(source)? {
             if path.file_name().is_some_and(|name| *name.to_string_lossy() < *keep) {
-                fs::remove_file(&path).map_err(|error| io_error(&path, error))?;
+                fs::remove_file(&path).map_err(|error| io_error("removing", &path, error))?;
             }
         }
         Ok(())
@@ -352,11 +351,11 @@ fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, BatchError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => return Err(io_error(dir, error)),
+        Err(error) => return Err(io_error("listing", dir, error)),
     };
     let mut paths = Vec::new();
     for entry in entries {
-        paths.push(entry.map_err(|error| io_error(dir, error))?.path());
+        paths.push(entry.map_err(|error| io_error("listing", dir, error))?.path());
     }
     paths.sort();
     Ok(paths)
@@ -370,18 +369,18 @@ fn dir_value(path: &Path, prefix: &str) -> Option<String> {
 /// Writes a file and fsyncs it.
 pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BatchError> {
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(|error| io_error(dir, error))?;
+        fs::create_dir_all(dir).map_err(|error| io_error("creating", dir, error))?;
     }
-    fs::write(path, bytes).map_err(|error| io_error(path, error))?;
+    fs::write(path, bytes).map_err(|error| io_error("writing", path, error))?;
     File::open(path)
         .and_then(|file| file.sync_all())
-        .map_err(|error| io_error(path, error))
+        .map_err(|error| io_error("syncing", path, error))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), BatchError> {
     File::open(dir)
         .and_then(|file| file.sync_all())
-        .map_err(|error| io_error(dir, error))
+        .map_err(|error| io_error("syncing directory", dir, error))
 }
 
 /// Encodes one record batch as the bytes of a warehouse file (`writer_properties`) with one
@@ -390,9 +389,13 @@ fn sync_dir(dir: &Path) -> Result<(), BatchError> {
 pub fn encode_parquet(table: Table, batch: &RecordBatch) -> Result<Vec<u8>, BatchError> {
     let schema = batch.schema();
     let properties = writer_properties(table, &schema, ROW_GROUP_ROWS)?;
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(properties)).map_err(BatchError::Parquet)?;
-    writer.write(batch).map_err(BatchError::Parquet)?;
-    writer.into_inner().map_err(BatchError::Parquet)
+    let encoding = |source| BatchError::Parquet {
+        context: format!("encoding a {} file", table.name()),
+        source,
+    };
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(properties)).map_err(encoding)?;
+    writer.write(batch).map_err(encoding)?;
+    writer.into_inner().map_err(encoding)
 }
 
 /// How every warehouse file is written: zstd level 3, page statistics, row groups of at most
@@ -413,7 +416,12 @@ pub(crate) fn writer_properties(
         })
         .collect();
     Ok(WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(BatchError::Parquet)?))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|source| {
+            BatchError::Parquet {
+                context: "zstd compression level 3".to_string(),
+                source,
+            }
+        })?))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(row_group_rows))
         .set_sorting_columns(Some(sorting))
@@ -422,18 +430,25 @@ pub(crate) fn writer_properties(
 
 /// Reads the named columns of a Parquet file (all columns when `columns` is empty).
 pub fn read_parquet(path: &Path, columns: &[&str]) -> Result<Vec<RecordBatch>, BatchError> {
-    let file = File::open(path).map_err(|error| io_error(path, error))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(BatchError::Parquet)?;
+    let file = File::open(path).map_err(|error| io_error("opening", path, error))?;
+    let reading = |source| BatchError::Parquet {
+        context: format!("reading {path:?}"),
+        source,
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(reading)?;
     let builder = if columns.is_empty() {
         builder
     } else {
         let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
         builder.with_projection(mask)
     };
-    let reader = builder.build().map_err(BatchError::Parquet)?;
+    let reader = builder.build().map_err(reading)?;
     let mut batches = Vec::new();
     for batch in reader {
-        batches.push(batch.map_err(|error| BatchError::Arrow(error.to_string()))?);
+        batches.push(batch.map_err(|source| BatchError::Arrow {
+            context: format!("reading {path:?}"),
+            source,
+        })?);
     }
     Ok(batches)
 }

@@ -7,8 +7,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use qoe_batch::{run_kafka, JobConfig, KafkaInput, Metrics, RunReport};
-use rdkafka::config::ClientConfig;
+use qoe_batch::{run_kafka, JobConfig, KafkaOptions, Metrics, RunReport, TopicInput};
+use qoe_runtime::kafka::{create_topics, ClientSpec};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -17,12 +17,11 @@ use support::{line, simulated, warehouse_rows, write_lines};
 use tokio_util::sync::CancellationToken;
 
 fn produce(brokers: &str, topic: &str, lines: &[String], keys: &[String]) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        ClientSpec::producer("the test producer", &KafkaOptions::new(brokers))
+            .default("linger.ms", 5)
+            .create()
+            .expect("producer");
     for (text, key) in lines.iter().zip(keys) {
         let mut record = BaseRecord::to(topic).payload(text.as_str()).key(key.as_str());
         loop {
@@ -38,18 +37,31 @@ fn produce(brokers: &str, topic: &str, lines: &[String], keys: &[String]) {
     producer.flush(Duration::from_secs(30)).expect("flush");
 }
 
+/// Options on `brokers` with which a member that left is forgotten sooner, so that the next run of
+/// the group starts sooner.
+fn quick_rejoin(brokers: &str) -> KafkaOptions {
+    KafkaOptions::new(brokers).with_overrides(vec![
+        ("session.timeout.ms".to_string(), "6000".to_string()),
+        ("heartbeat.interval.ms".to_string(), "500".to_string()),
+    ])
+}
+
+/// Creates `topic` with `partitions` partitions, one replica, on a real broker.
+fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let outcomes = runtime
+        .block_on(create_topics(&KafkaOptions::new(brokers), &[topic], partitions, 1, &[]))
+        .expect("create topic");
+    assert_eq!(outcomes.len(), 1);
+}
+
 /// Runs the job until it has been offered `expected` records in all (a real consumer runs until
 /// shutdown; the count is the test's way to know it is done), then shuts it down.
 fn consume(brokers: &str, topic: &str, group: &str, warehouse: &std::path::Path, expected: u64) -> RunReport {
-    let input = KafkaInput {
-        brokers: brokers.to_string(),
+    let input = TopicInput {
+        kafka: quick_rejoin(brokers),
         topic: topic.to_string(),
         group_id: group.to_string(),
-        // A member that left is forgotten sooner, so that the next run of the group starts sooner.
-        options: vec![
-            ("session.timeout.ms".to_string(), "6000".to_string()),
-            ("heartbeat.interval.ms".to_string(), "500".to_string()),
-        ],
         exit_when_idle: None,
     };
     let config = JobConfig {
@@ -137,17 +149,7 @@ fn mock_cluster_partitions_land_exactly_once() {
 fn real_broker_partitions_land_exactly_once() {
     let brokers = std::env::var("KAFKA_BROKERS").expect("KAFKA_BROKERS");
     let topic = format!("qoe.beacons.batch-e2e-{}", std::process::id());
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let outcomes = runtime
-        .block_on(qoe_collector::kafka::create_topics(
-            &brokers,
-            &Default::default(),
-            &[topic.as_str()],
-            3,
-            1,
-        ))
-        .expect("create topic");
-    assert_eq!(outcomes.len(), 1);
+    create_topic(&brokers, &topic, 3);
     exactly_once_across_groups(&brokers, &topic);
 }
 
@@ -161,16 +163,7 @@ fn real_broker_a_resume_inside_a_batch_stores_or_reports_every_record() {
     let brokers = std::env::var("KAFKA_BROKERS").expect("KAFKA_BROKERS");
     let topic = format!("qoe.beacons.batch-resume-{}", std::process::id());
     let group = format!("batch-resume-{}", std::process::id());
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime
-        .block_on(qoe_collector::kafka::create_topics(
-            &brokers,
-            &Default::default(),
-            &[topic.as_str()],
-            1,
-            1,
-        ))
-        .expect("create topic");
+    create_topic(&brokers, &topic, 1);
     let lines: Vec<String> = simulated(20, 80, 8, 5).iter().take(20).map(line).collect();
     let keys = vec!["room".to_string(); lines.len()];
     // Two record batches of ten.
@@ -184,14 +177,10 @@ fn real_broker_a_resume_inside_a_batch_stores_or_reports_every_record() {
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic(&topic, 1, 1).unwrap();
     produce(&mock.bootstrap_servers(), &topic, &lines[..5], &keys[..5]);
-    let input = |brokers: &str| KafkaInput {
-        brokers: brokers.to_string(),
+    let input = |brokers: &str| TopicInput {
+        kafka: quick_rejoin(brokers),
         topic: topic.clone(),
         group_id: group.clone(),
-        options: vec![
-            ("session.timeout.ms".to_string(), "6000".to_string()),
-            ("heartbeat.interval.ms".to_string(), "500".to_string()),
-        ],
         exit_when_idle: Some(Duration::from_secs(3)),
     };
     let first = run_kafka(
@@ -202,9 +191,8 @@ fn real_broker_a_resume_inside_a_batch_stores_or_reports_every_record() {
     )
     .unwrap();
     assert_eq!(first.accepted, 5);
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", &group)
+    // Moves the group's committed offset back to 5, as a group member that committed it would.
+    let consumer: BaseConsumer = ClientSpec::consumer("the test's group member", &KafkaOptions::new(&brokers), &group)
         .create()
         .unwrap();
     let mut offsets = TopicPartitionList::new();
@@ -240,11 +228,10 @@ fn the_assigned_partitions_gauge_shows_the_whole_assignment() {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic(qoe_schemas::BEACONS_TOPIC, 4, 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let input = KafkaInput {
-        brokers: cluster.bootstrap_servers(),
+    let input = TopicInput {
+        kafka: KafkaOptions::new(cluster.bootstrap_servers()),
         topic: qoe_schemas::BEACONS_TOPIC.to_string(),
         group_id: "batch-gauge".to_string(),
-        options: Vec::new(),
         exit_when_idle: None,
     };
     let metrics = Metrics::new();
@@ -263,4 +250,33 @@ fn the_assigned_partitions_gauge_shows_the_whole_assignment() {
     assert!(metrics.render().contains("qoe_batch_assigned_partitions 4"));
     shutdown.cancel();
     job.join().expect("job thread").expect("batch job");
+}
+
+/// A `--kafka-option` for a property the job fixes is refused before any client is created, by an
+/// error that names the topic and whose source names the option and the setting that owns it.
+#[test]
+fn a_kafka_option_the_job_fixes_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = TopicInput {
+        kafka: KafkaOptions::new("127.0.0.1:1")
+            .with_overrides(vec![("enable.partition.eof".to_string(), "true".to_string())]),
+        topic: qoe_schemas::BEACONS_TOPIC.to_string(),
+        group_id: "batch-refused".to_string(),
+        exit_when_idle: Some(Duration::from_secs(1)),
+    };
+    let error = run_kafka(
+        &input,
+        JobConfig::new(dir.path().join("warehouse")),
+        Metrics::new(),
+        &CancellationToken::new(),
+    )
+    .unwrap_err();
+    assert!(matches!(error, qoe_batch::BatchError::KafkaClient { .. }), "{error:?}");
+    assert_eq!(error.to_string(), "building the consumer of \"qoe.beacons.v1\"");
+    let source = std::error::Error::source(&error).expect("a source").to_string();
+    assert_eq!(
+        source,
+        "kafka option \"enable.partition.eof=true\": set by the pipeline (the job does not read \
+         end-of-partition events), remove it from the pass-through options"
+    );
 }

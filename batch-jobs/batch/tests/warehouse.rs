@@ -498,3 +498,29 @@ fn another_file_of_the_same_name_is_refused_and_an_unfinished_last_line_waits() 
     assert!(matches!(error, BatchError::InputMismatch { .. }), "{error}");
     assert!(error.to_string().contains("its first line differs"), "{error}");
 }
+
+/// A damaged manifest stops the job with an error naming the manifest, whose source is the JSON
+/// error (said once, not repeated in the message); a missing input names the file and the step.
+#[test]
+fn a_damaged_manifest_and_a_missing_input_are_named_with_their_cause_as_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().join("warehouse");
+    let input = write_lines(dir.path(), "beacons.ndjson", &[line(&simulated(1, 2, 1, 3)[0])]);
+    let manifests = warehouse.join("_manifests").join("f-beacons_ndjson");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let manifest = manifests.join("000000000001.json");
+    std::fs::write(&manifest, "{not json").unwrap();
+    let error = ingest(&input, &warehouse, 100).unwrap_err();
+    assert!(matches!(error, BatchError::ManifestJson { .. }), "{error:?}");
+    assert_eq!(error.to_string(), format!("reading manifest {manifest:?}"));
+    let source = std::error::Error::source(&error).expect("the JSON error");
+    assert!(source.is::<serde_json::Error>(), "{source:?}");
+    assert!(!error.to_string().contains(&source.to_string()));
+
+    let missing = dir.path().join("missing.ndjson");
+    let error = ingest(&missing, &dir.path().join("other"), 100).unwrap_err();
+    assert_eq!(error.to_string(), format!("opening {missing:?}"));
+    let source = std::error::Error::source(&error).expect("the io error");
+    let source = source.downcast_ref::<std::io::Error>().expect("an io error");
+    assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+}

@@ -21,7 +21,7 @@ use chrono::NaiveDate;
 use crate::html::Page;
 use crate::output::{write_all, OutputTable};
 use crate::warehouse::{check_range, day_lit, lit, open, percentile, query};
-use crate::{ReportError, Result};
+use crate::{Context, ReportError, Result};
 
 const Z: f64 = 1.959_963_984_540_054;
 
@@ -189,7 +189,7 @@ pub async fn ab_report(warehouse: &Path, params: AbParams) -> Result<AbReport> {
            covar_samp(CAST(stall_count AS DOUBLE), CAST(watch_ms AS DOUBLE)) AS c_w_cov
          FROM play_sessions WHERE {filter} GROUP BY {exp} ORDER BY arm"
     );
-    let (schema, batches) = query(&ctx, &sql).await?;
+    let (schema, batches) = query(&ctx, "arms", &sql).await?;
     let arms_table = OutputTable::new("arms", schema, batches);
     let arms = arms_table.strings("arm")?;
     let col = |name: &str| arms_table.f64s(name);
@@ -219,7 +219,7 @@ pub async fn ab_report(warehouse: &Path, params: AbParams) -> Result<AbReport> {
                 h = percentile(qh, "first_frame_ms"),
                 arm = lit(&arms[i])
             );
-            let (schema, batches) = query(&ctx, &sql).await?;
+            let (schema, batches) = query(&ctx, "median", &sql).await?;
             let t = OutputTable::new("median", schema, batches);
             Estimate {
                 n: ffn,
@@ -351,7 +351,8 @@ pub async fn ab_report(warehouse: &Path, params: AbParams) -> Result<AbReport> {
         Arc::new(Float64Array::from(dh)),
         Arc::new(StringArray::from(meth)),
     ];
-    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    let batch =
+        RecordBatch::try_new(schema.clone(), columns).with_context(|| "building table \"ab_metrics\"".to_string())?;
     let mut notes = Vec::new();
     if arms.is_empty() {
         notes.push(format!(

@@ -12,7 +12,7 @@ use datafusion::prelude::SessionContext;
 use crate::html::{Chart, Page, Series};
 use crate::output::{write_all, OutputTable};
 use crate::warehouse::{check_range, day_lit, open, percentile, query};
-use crate::Result;
+use crate::{Context, Result};
 use arrow::array::AsArray;
 
 /// Parameters of the CDN report.
@@ -93,13 +93,28 @@ async fn load(ctx: &SessionContext, params: &CdnParams) -> Result<Sessions> {
         "SELECT event_time, cdn, region, isp, type, session_id, room_id, seq
          FROM room WHERE dt BETWEEN {from} AND {after}"
     );
-    let cache = |sql: String| async move { ctx.sql(&sql).await?.cache().await };
-    let (sessions, room) = tokio::try_join!(cache(sessions_sql), cache(room_sql))?;
-    ctx.register_table("cdn_sessions", sessions.into_view())?;
-    ctx.register_table("cdn_room", room.into_view())?;
+    let cache = |name: &'static str, sql: String| async move {
+        let loading = || format!("loading {name}");
+        ctx.sql(&sql)
+            .await
+            .with_context(loading)?
+            .cache()
+            .await
+            .with_context(loading)
+    };
+    let (sessions, room) = tokio::try_join!(cache("cdn_sessions", sessions_sql), cache("cdn_room", room_sql))?;
+    for (name, frame) in [("cdn_sessions", sessions), ("cdn_room", room)] {
+        ctx.register_table(name, frame.into_view())
+            .with_context(|| format!("registering table {name:?}"))?;
+    }
     // A session has several rows when it was cut (longer than the batch job's session horizon) or its
     // beacons came through several sources: only then can one session count twice in a minute.
-    let (_, batches) = query(ctx, "SELECT COUNT(*) = COUNT(DISTINCT session_id) FROM cdn_sessions").await?;
+    let (_, batches) = query(
+        ctx,
+        "cdn_sessions uniqueness",
+        "SELECT COUNT(*) = COUNT(DISTINCT session_id) FROM cdn_sessions",
+    )
+    .await?;
     let one_row_each = batches
         .first()
         .filter(|batch| batch.num_rows() > 0)
@@ -324,10 +339,18 @@ async fn run(
 ) -> Result<OutputTable> {
     let (parts, joined) = sql(params, extra, name, sessions);
     for (table, part) in parts {
-        let rows = ctx.sql(&part).await?.cache().await?;
-        ctx.register_table(table, rows.into_view())?;
+        let loading = || format!("loading {table}");
+        let rows = ctx
+            .sql(&part)
+            .await
+            .with_context(loading)?
+            .cache()
+            .await
+            .with_context(loading)?;
+        ctx.register_table(table.as_str(), rows.into_view())
+            .with_context(|| format!("registering table {table:?}"))?;
     }
-    let (schema, batches) = query(ctx, &joined).await?;
+    let (schema, batches) = query(ctx, name, &joined).await?;
     Ok(OutputTable::new(name, schema, batches))
 }
 

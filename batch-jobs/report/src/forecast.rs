@@ -23,7 +23,7 @@ use chrono::{Days, NaiveDate};
 use crate::html::{Chart, Page, Series};
 use crate::output::{write_all, OutputTable};
 use crate::warehouse::{day_lit, open, query};
-use crate::{ReportError, Result};
+use crate::{Context, ReportError, Result};
 
 /// Parameters of the forecast.
 #[derive(Debug, Clone)]
@@ -123,7 +123,7 @@ WHERE k.h BETWEEN {lo} AND {hi} ORDER BY k.cdn, k.h
         from = day_lit(first),
         to = day_lit(params.to),
     );
-    let (schema, batches) = query(&ctx, &sql).await?;
+    let (schema, batches) = query(&ctx, "history", &sql).await?;
     let hist = OutputTable::new("history", schema, batches);
     let (cdns, hours) = (hist.strings("cdn")?, hist.f64s("h")?);
     let (peak, watch, bytes) = (hist.f64s("peak")?, hist.f64s("watch_hours")?, hist.f64s("bytes")?);
@@ -253,17 +253,20 @@ WHERE k.h BETWEEN {lo} AND {hi} ORDER BY k.cdn, k.h
         daily: OutputTable::new(
             "forecast_daily",
             daily_schema.clone(),
-            vec![RecordBatch::try_new(daily_schema, daily)?],
+            vec![RecordBatch::try_new(daily_schema, daily)
+                .with_context(|| "building table \"forecast_daily\"".to_string())?],
         ),
         backtest: OutputTable::new(
             "forecast_backtest",
             back_schema.clone(),
-            vec![RecordBatch::try_new(back_schema, back)?],
+            vec![RecordBatch::try_new(back_schema, back)
+                .with_context(|| "building table \"forecast_backtest\"".to_string())?],
         ),
         hourly: OutputTable::new(
             "forecast_hourly",
             hourly_schema.clone(),
-            vec![RecordBatch::try_new(hourly_schema, hourly)?],
+            vec![RecordBatch::try_new(hourly_schema, hourly)
+                .with_context(|| "building table \"forecast_hourly\"".to_string())?],
         ),
         params,
         notes,

@@ -14,7 +14,7 @@ use arrow::datatypes::DataType;
 use serde::Serialize;
 
 use crate::output::OutputTable;
-use crate::Result;
+use crate::{Context, Result};
 
 /// One line chart: x labels, one series per line, optional marked x positions.
 #[derive(Debug, Serialize)]
@@ -103,7 +103,8 @@ impl Page {
         for (index, field) in table.schema.fields().iter().enumerate() {
             let array = batch.column(index);
             let cell: Vec<String> = if matches!(field.data_type(), DataType::Float64 | DataType::Float32) {
-                let floats = cast(array, &DataType::Float64)?;
+                let floats = cast(array, &DataType::Float64)
+                    .with_context(|| format!("formatting column {:?} of table {:?}", field.name(), table.name))?;
                 let floats = floats
                     .as_any()
                     .downcast_ref::<arrow::array::Float64Array>()
@@ -113,7 +114,8 @@ impl Page {
                 let formatter = arrow::util::display::ArrayFormatter::try_new(
                     array.as_ref(),
                     &arrow::util::display::FormatOptions::default(),
-                )?;
+                )
+                .with_context(|| format!("formatting column {:?} of table {:?}", field.name(), table.name))?;
                 (0..array.len())
                     .map(|row| {
                         if array.is_null(row) {

@@ -43,7 +43,8 @@ pub use output::OutputTable;
 pub use rooms::{rooms_report, RoomsParams, RoomsReport, SpikeRule};
 pub use warehouse::parse_date;
 
-/// Everything a report can fail with. Messages are lowercase and quote the bad input.
+/// Everything a report can fail with. Messages are lowercase and quote the bad input; a variant with
+/// a cause holds it as its [`std::error::Error::source`] and does not repeat it in its message.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     /// A date argument that is not `YYYY-MM-DD`.
@@ -67,26 +68,78 @@ pub enum ReportError {
     /// The warehouse root is not a directory.
     #[error("--warehouse {0:?}: not a directory")]
     NoWarehouse(PathBuf),
-    /// DataFusion failed to plan or run a query.
-    #[error("query failed: {0}")]
-    Query(#[from] datafusion::error::DataFusionError),
+    /// DataFusion failed to plan or run a query, or to register a table.
+    #[error("{context}")]
+    Query {
+        /// What was being done ("running the cdn_daily query", "registering table \"play\"").
+        context: String,
+        /// DataFusion's error.
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
     /// Arrow failed to build or convert a batch.
-    #[error("arrow: {0}")]
-    Arrow(#[from] arrow::error::ArrowError),
-    /// Writing Parquet failed.
-    #[error("writing parquet: {0}")]
-    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("{context}")]
+    Arrow {
+        /// Which table or column.
+        context: String,
+        /// Arrow's error.
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    /// Writing a Parquet output failed.
+    #[error("writing {path:?}")]
+    Parquet {
+        /// The output file.
+        path: PathBuf,
+        /// Parquet's error.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
     /// Reading or writing a file failed.
-    #[error("{path:?}: {source}")]
+    #[error("{operation} {path:?}")]
     Io {
+        /// What was being done ("creating", "writing", …).
+        operation: &'static str,
         /// The file or directory.
         path: PathBuf,
-        /// The error.
+        /// The file system's error.
+        #[source]
         source: std::io::Error,
     },
-    /// A blocking write task panicked or was cancelled.
-    #[error("output task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
+    /// The blocking task writing an output panicked or was cancelled.
+    #[error("writing {path:?}: the output task failed")]
+    Task {
+        /// The output file.
+        path: PathBuf,
+        /// Why the task ended.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+/// Attaches what was being done to a DataFusion or Arrow error, as a [`ReportError`] whose message
+/// is the context and whose source is the error.
+pub(crate) trait Context<T> {
+    /// The error, if any, in `context` (called only on an error).
+    fn with_context(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> Context<T> for std::result::Result<T, datafusion::error::DataFusionError> {
+    fn with_context(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| ReportError::Query {
+            context: context(),
+            source,
+        })
+    }
+}
+
+impl<T> Context<T> for std::result::Result<T, arrow::error::ArrowError> {
+    fn with_context(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| ReportError::Arrow {
+            context: context(),
+            source,
+        })
+    }
 }
 
 /// The result type of this crate.

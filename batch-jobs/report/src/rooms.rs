@@ -18,7 +18,7 @@ use chrono::{Days, NaiveDate};
 use crate::html::{Chart, Page, Series};
 use crate::output::{write_all, OutputTable};
 use crate::warehouse::{check_range, day_lit, lit, open, percentile, query};
-use crate::{ReportError, Result};
+use crate::{Context, ReportError, Result};
 
 /// The spike rule's parameters.
 #[derive(Debug, Clone, Copy)]
@@ -87,11 +87,14 @@ pub async fn rooms_report(warehouse: &Path, params: RoomsParams) -> Result<Rooms
         });
     }
     let (ctx, _missing) = open(warehouse).await?;
-    let (schema, batches) = query(&ctx, &minutes_sql(&params)).await?;
+    let (schema, batches) = query(&ctx, "room_minutes", &minutes_sql(&params)).await?;
     let minutes = OutputTable::new("room_minutes", schema, batches);
-    let table = datafusion::datasource::MemTable::try_new(minutes.schema.clone(), vec![minutes.batches.clone()])?;
-    ctx.register_table("room_minutes", std::sync::Arc::new(table))?;
-    let (schema, batches) = query(&ctx, EPISODES_SQL).await?;
+    let registering = || "registering table \"room_minutes\"".to_string();
+    let table = datafusion::datasource::MemTable::try_new(minutes.schema.clone(), vec![minutes.batches.clone()])
+        .with_context(registering)?;
+    ctx.register_table("room_minutes", std::sync::Arc::new(table))
+        .with_context(registering)?;
+    let (schema, batches) = query(&ctx, "room_episodes", EPISODES_SQL).await?;
     let episodes = OutputTable::new("room_episodes", schema, batches);
     let mut notes = Vec::new();
     if minutes.num_rows() == 0 {

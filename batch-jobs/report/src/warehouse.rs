@@ -13,7 +13,7 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use qoe_schemas::tables::{self, Table};
 
-use crate::{ReportError, Result};
+use crate::{Context, ReportError, Result};
 
 /// Parses a `YYYY-MM-DD` flag value; `flag` names the flag in the error.
 pub fn parse_date(flag: &'static str, value: &str) -> Result<NaiveDate> {
@@ -94,17 +94,23 @@ pub(crate) async fn open(warehouse: &Path) -> Result<(SessionContext, Vec<&'stat
             .unwrap_or(false);
         if !exists {
             missing.push(table.name());
-            let empty = MemTable::try_new(registered_schema(table), vec![vec![]])?;
-            ctx.register_table(table.name(), Arc::new(empty))?;
+            let registering = || format!("registering table {:?}", table.name());
+            let empty = MemTable::try_new(registered_schema(table), vec![vec![]]).with_context(registering)?;
+            ctx.register_table(table.name(), Arc::new(empty))
+                .with_context(registering)?;
             continue;
         }
         let dir = std::path::absolute(&dir).map_err(|source| ReportError::Io {
+            operation: "resolving",
             path: dir.clone(),
             source,
         })?;
         // The glob applies to the file name (segments holding `=` are partition directories):
         // names starting with `.` are files being written.
-        let url = ListingTableUrl::parse(format!("{}/", dir.display()))?.with_glob("[!.]*")?;
+        let listing = || format!("listing {dir:?}");
+        let url = ListingTableUrl::parse(format!("{}/", dir.display()))
+            .and_then(|url| url.with_glob("[!.]*"))
+            .with_context(listing)?;
         // Files are hourly and small (tens of KB): their page indexes cost more to read than they
         // save, and DataFusion's default footer read of the last 512 KiB allocated (and zeroed) far
         // more than a file holds; 16 KiB gets the footer in one read, and was about 10 % faster
@@ -121,17 +127,27 @@ pub(crate) async fn open(warehouse: &Path) -> Result<(SessionContext, Vec<&'stat
         let config = ListingTableConfig::new(url)
             .with_listing_options(options)
             .with_schema(tables::schema(table));
-        ctx.register_table(table.name(), Arc::new(ListingTable::try_new(config)?))?;
+        let registering = || format!("registering table {:?}", table.name());
+        let listing_table = ListingTable::try_new(config).with_context(registering)?;
+        ctx.register_table(table.name(), Arc::new(listing_table))
+            .with_context(registering)?;
     }
     Ok((ctx, missing))
 }
 
-/// Runs one SQL statement and collects its batches (empty batches dropped).
-pub(crate) async fn query(ctx: &SessionContext, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    tracing::debug!(sql, "report query");
-    let frame = ctx.sql(sql).await?;
+/// Runs one SQL statement, the query `name` in errors, and collects its batches (empty batches
+/// dropped).
+pub(crate) async fn query(ctx: &SessionContext, name: &str, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    tracing::debug!(name, sql, "report query");
+    let frame = ctx
+        .sql(sql)
+        .await
+        .with_context(|| format!("planning the {name} query"))?;
     let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-    let batches = frame.collect().await?;
+    let batches = frame
+        .collect()
+        .await
+        .with_context(|| format!("running the {name} query"))?;
     let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
     // The executed plan's batches are authoritative (the logical schema may name a narrower type).
     let schema = batches.first().map(RecordBatch::schema).unwrap_or(schema);

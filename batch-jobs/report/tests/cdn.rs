@@ -421,3 +421,17 @@ async fn html_report_renders_in_chromium_and_shows_the_parquet_numbers() {
         "plays path of cdn-a"
     );
 }
+
+/// An output that cannot be written names the path and what was being done; the file system's error
+/// is the source, not repeated in the message.
+#[tokio::test]
+async fn an_unwritable_output_is_named_with_the_io_error_as_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = cdn_report(dir.path(), params(10)).await.unwrap();
+    let blocked = dir.path().join("out");
+    std::fs::write(&blocked, "a file, not a directory").unwrap();
+    let err = report.write_outputs(&blocked).await.unwrap_err();
+    assert_eq!(err.to_string(), format!("creating {blocked:?}"));
+    let source = std::error::Error::source(&err).expect("the io error");
+    assert!(source.is::<std::io::Error>(), "{source:?}");
+}

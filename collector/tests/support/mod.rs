@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
+use qoe_runtime::kafka::{ClientSpec, KafkaOptions};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -145,7 +145,7 @@ pub fn config(brokers: &str) -> CollectorConfig {
 }
 
 pub fn now_ms() -> u64 {
-    qoe_collector::server::epoch_ms()
+    qoe_runtime::clock::epoch_ms()
 }
 
 /// A valid beacon of room `room`, identified by `(session, seq)`.
@@ -163,12 +163,13 @@ pub fn beacon(session: &str, seq: u64, room: &str) -> Value {
 /// High watermarks are not used to decide when to stop: tansu 0.6.0 reports the base offset of the
 /// last batch plus one, not the last offset plus one, so a watermark-bounded read misses records.
 pub fn read_topic(brokers: &str, topic: &str, expected: usize) -> Vec<(Option<String>, Value)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("qoe-test-reader-{}", now_ms()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
+    let consumer: BaseConsumer = ClientSpec::consumer(
+        "the test's reader",
+        &KafkaOptions::new(brokers),
+        &format!("qoe-test-reader-{}", now_ms()),
+    )
+    .create()
+    .unwrap();
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
     let mut assignment = TopicPartitionList::new();
     for partition in metadata.topics()[0].partitions() {

@@ -28,10 +28,7 @@ pub struct BulkDoc {
 impl BulkDoc {
     /// Serializes `document` compactly.
     pub fn new(index: String, id: String, document: &impl Serialize) -> Result<Self, EsError> {
-        let source = serde_json::to_vec(document).map_err(|error| EsError::Encode {
-            id: id.clone(),
-            error: error.to_string(),
-        })?;
+        let source = serde_json::to_vec(document).map_err(|source| EsError::Encode { id: id.clone(), source })?;
         Ok(BulkDoc { index, id, source })
     }
 

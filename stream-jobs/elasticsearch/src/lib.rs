@@ -58,12 +58,13 @@ pub enum EsError {
         problem: String,
     },
     /// A document could not be serialized.
-    #[error("document {id}: cannot encode: {error}")]
+    #[error("document {id}: cannot encode")]
     Encode {
         /// The document id.
         id: String,
         /// Why.
-        error: String,
+        #[source]
+        source: serde_json::Error,
     },
     /// The cluster refused the template or the lifecycle policy.
     #[error("installing the {what}: status {status}: {body}{hint}")]
@@ -90,10 +91,13 @@ pub enum EsError {
     /// The cluster stayed unreachable or busy for the whole retry time.
     #[error("elasticsearch gave up after {seconds} s of retries: {what}")]
     GaveUp {
-        /// What kept failing.
+        /// What kept failing, and its last answer (`status 503`, `unreachable`).
         what: String,
         /// The retry time.
         seconds: u64,
+        /// The client's last error, when the cluster did not answer.
+        #[source]
+        source: Option<elasticsearch::Error>,
     },
     /// Documents were refused for good.
     #[error("elasticsearch refused {count} documents for good; first: index {:?} id {:?}: status {}: {}: {}", first.index, first.id, first.status, first.kind, first.reason)]
@@ -102,6 +106,15 @@ pub enum EsError {
         count: usize,
         /// The first of them.
         first: Rejection,
+    },
+    /// A response is not JSON.
+    #[error("elasticsearch {what}: the answer is not JSON")]
+    NotJson {
+        /// The request.
+        what: String,
+        /// What the parser said.
+        #[source]
+        source: serde_json::Error,
     },
     /// A response is not the documented shape.
     #[error("elasticsearch response: {problem}")]

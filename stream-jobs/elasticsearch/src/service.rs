@@ -8,7 +8,8 @@ use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::http::Url;
 use elasticsearch::Elasticsearch;
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, IntCounterVec, Registry};
+use qoe_runtime::metrics;
 use serde_json::Value;
 
 use crate::bulk::{batches, bulk_body, classify, retriable_status, BulkDoc, Rejection};
@@ -34,37 +35,29 @@ pub struct EsMetrics {
 }
 
 impl EsMetrics {
-    /// Creates the metrics and registers them in `registry`.
+    /// Creates the metrics and registers them in `registry`, once per registry: create one
+    /// `EsMetrics` per process and clone it for each sink (they count together).
     pub fn new(registry: &Registry) -> Self {
-        let documents = IntCounterVec::new(
-            Opts::new("qoe_es_documents_total", "Documents sent to Elasticsearch, by outcome"),
+        let documents = metrics::counter_vec(
+            registry,
+            "qoe_es_documents_total",
+            "Documents sent to Elasticsearch, by outcome",
             &["outcome"],
-        )
-        .expect("valid metric");
-        let requests = IntCounterVec::new(
-            Opts::new("qoe_es_requests_total", "Requests to Elasticsearch, by result"),
+        );
+        let requests = metrics::counter_vec(
+            registry,
+            "qoe_es_requests_total",
+            "Requests to Elasticsearch, by result",
             &["result"],
-        )
-        .expect("valid metric");
-        let duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "qoe_es_request_duration_seconds",
-                "Time of one request to Elasticsearch",
-            )
-            .buckets(vec![
+        );
+        let duration = metrics::histogram(
+            registry,
+            "qoe_es_request_duration_seconds",
+            "Time of one request to Elasticsearch",
+            Some(vec![
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
             ]),
-        )
-        .expect("valid metric");
-        for collector in [
-            Box::new(documents.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(requests.clone()),
-            Box::new(duration.clone()),
-        ] {
-            // Registered once per registry: create one EsMetrics per process and clone it for each
-            // sink (they count together).
-            let _ = registry.register(collector);
-        }
+        );
         EsMetrics {
             documents,
             requests,
@@ -213,6 +206,7 @@ impl EsSink {
                     return Err(EsError::GaveUp {
                         what: format!("{} documents rejected for now (429/5xx items)", pending.len()),
                         seconds: self.config.retry_for_secs,
+                        source: None,
                     });
                 };
                 tracing::warn!(
@@ -243,8 +237,9 @@ impl EsSink {
                 body: quote(&answer.body),
             });
         }
-        serde_json::from_slice(&answer.body).map_err(|error| EsError::Response {
-            problem: format!("{} {}: not JSON: {error}", request.method.as_str(), request.path),
+        serde_json::from_slice(&answer.body).map_err(|source| EsError::NotJson {
+            what: format!("{} {}", request.method.as_str(), request.path),
+            source,
         })
     }
 
@@ -253,10 +248,10 @@ impl EsSink {
     async fn send_with_retry(&self, request: &EsRequest) -> Result<Answer, EsError> {
         let mut backoff = Backoff::new(&self.config);
         loop {
-            let problem = match self.send(request).await {
+            let (problem, source) = match self.send(request).await {
                 Ok(answer) if retriable_status(answer.status) => {
                     self.metrics.requests.with_label_values(&["retriable"]).inc();
-                    format!("status {}", answer.status)
+                    (format!("status {}", answer.status), None)
                 }
                 Ok(answer) => {
                     let result = if (200..300).contains(&answer.status) {
@@ -267,24 +262,31 @@ impl EsSink {
                     self.metrics.requests.with_label_values(&[result]).inc();
                     return Ok(answer);
                 }
-                Err(error) => {
+                Err(SendError::Encode(source)) => {
+                    return Err(EsError::Encode {
+                        id: format!("{} {}", request.method.as_str(), request.path),
+                        source,
+                    })
+                }
+                Err(SendError::Transport(error)) => {
                     self.metrics.requests.with_label_values(&["unreachable"]).inc();
-                    error
+                    ("unreachable".to_string(), Some(error))
                 }
             };
             let Some(delay) = backoff.next_delay() else {
                 return Err(EsError::GaveUp {
                     what: format!("{} {}: {problem}", request.method.as_str(), request.path),
                     seconds: self.config.retry_for_secs,
+                    source,
                 });
             };
-            tracing::warn!(path = %request.path, %problem, delay_ms = delay.as_millis() as u64, "elasticsearch request failed for now: retrying");
+            tracing::warn!(path = %request.path, %problem, error = ?source, delay_ms = delay.as_millis() as u64, "elasticsearch request failed for now: retrying");
             tokio::time::sleep(delay).await;
         }
     }
 
     /// Sends `request` once.
-    async fn send(&self, request: &EsRequest) -> Result<Answer, String> {
+    async fn send(&self, request: &EsRequest) -> Result<Answer, SendError> {
         let method = match request.method {
             Method::Get => elasticsearch::http::Method::Get,
             Method::Put => elasticsearch::http::Method::Put,
@@ -293,7 +295,7 @@ impl EsSink {
         };
         let mut headers = HeaderMap::new();
         let body = match &request.body {
-            Some(EsBody::Json(value)) => Some(serde_json::to_vec(value).map_err(|error| error.to_string())?),
+            Some(EsBody::Json(value)) => Some(serde_json::to_vec(value).map_err(SendError::Encode)?),
             Some(EsBody::Ndjson(bytes)) => {
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
                 Some(bytes.clone())
@@ -313,15 +315,23 @@ impl EsSink {
                 Some(self.config.request_timeout()),
             )
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(SendError::Transport)?;
         let status = response.status_code().as_u16();
-        let body = response.bytes().await.map_err(|error| error.to_string())?;
+        let body = response.bytes().await.map_err(SendError::Transport)?;
         self.metrics.duration.observe(started.elapsed().as_secs_f64());
         Ok(Answer {
             status,
             body: body.to_vec(),
         })
     }
+}
+
+/// Why one request got no answer.
+enum SendError {
+    /// Its JSON body could not be encoded.
+    Encode(serde_json::Error),
+    /// The cluster did not answer (connection, TLS, timeout, a torn body).
+    Transport(elasticsearch::Error),
 }
 
 fn quote(body: &[u8]) -> String {

@@ -2,7 +2,6 @@
 //! emissions to every output before acknowledging them and saving the checkpoint.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use qoe_rollup::{Checkpoint, Emission, Engine, Offer};
 use serde::Serialize;
@@ -10,14 +9,6 @@ use serde::Serialize;
 use crate::error::StreamError;
 use crate::metrics::{FreshnessResult, Metrics};
 use crate::output::Output;
-
-/// Processing time, epoch ms.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or_default()
-}
 
 /// How many rejection messages a run report keeps.
 const REJECTION_SAMPLES: usize = 10;
@@ -196,7 +187,7 @@ impl<'a> Driver<'a> {
     /// Offers the record at `offset` of `partition`.
     pub(crate) fn offer(&mut self, partition: i32, offset: i64, text: &[u8]) {
         self.report.records += 1;
-        let now = now_ms();
+        let now = qoe_runtime::clock::epoch_ms_i64();
         let outcome = match qoe_schemas::parse_record_bytes(text) {
             Ok(beacon) => match self.engine.offer(partition, offset, &beacon, now) {
                 Offer::Counted => {
@@ -249,7 +240,7 @@ impl<'a> Driver<'a> {
                 return Err(error);
             }
         }
-        let written_at = now_ms();
+        let written_at = qoe_runtime::clock::epoch_ms_i64();
         let window_ms = self.engine.config().window_ms;
         for emission in &emissions {
             self.freshness.written(emission, written_at, window_ms, self.metrics);

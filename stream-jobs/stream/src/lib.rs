@@ -34,6 +34,7 @@ pub mod output;
 pub use driver::StreamReport;
 pub use error::StreamError;
 pub use input::{run_file, run_kafka, FileRun, KafkaInput, CHECKPOINT_TOPIC};
-pub use jobs::{run_alerts, run_index, AlertRunReport, IndexReport, RollupTopicInput};
+pub use jobs::{run_alerts, run_index, AlertRunReport, IndexReport};
 pub use metrics::Metrics;
 pub use output::{read_ndjson_dir, AlertOutput, AlertSink, EsOutput, KafkaOutput, NdjsonOutput, Output};
+pub use qoe_runtime::kafka::{KafkaOptions, TopicInput};

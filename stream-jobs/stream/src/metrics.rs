@@ -4,7 +4,8 @@ use std::sync::{Arc, Mutex};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto;
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
+use qoe_runtime::metrics;
 
 /// The stream job's metrics. Labels are bounded: outcome, reject reason, document kind.
 #[derive(Clone)]
@@ -42,57 +43,46 @@ impl Metrics {
     /// Creates the metrics in a new registry.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let beacons = IntCounterVec::new(
-            Opts::new("qoe_stream_beacons_total", "Records read by the stream job, by outcome"),
+        let r = &registry;
+        let beacons = metrics::counter_vec(
+            r,
+            "qoe_stream_beacons_total",
+            "Records read by the stream job, by outcome",
             &["outcome"],
-        )
-        .expect("valid metric");
-        let rejected = IntCounterVec::new(
-            Opts::new("qoe_stream_records_rejected_total", "Invalid records, by reject reason"),
+        );
+        let rejected = metrics::counter_vec(
+            r,
+            "qoe_stream_records_rejected_total",
+            "Invalid records, by reject reason",
             &["reason"],
-        )
-        .expect("valid metric");
-        let documents = IntCounterVec::new(
-            Opts::new("qoe_stream_documents_total", "Rollup documents written, by kind"),
+        );
+        let documents = metrics::counter_vec(
+            r,
+            "qoe_stream_documents_total",
+            "Rollup documents written, by kind",
             &["kind"],
-        )
-        .expect("valid metric");
-        let open_windows = IntGauge::new("qoe_stream_open_windows", "Windows not closed yet").expect("valid metric");
-        let open_keys = IntGauge::new("qoe_stream_open_keys", "Grain keys in open windows").expect("valid metric");
-        let freshness = Histogram::with_opts(
-            HistogramOpts::new(
-                "qoe_stream_freshness_seconds",
-                "From the end of a window (event time) to its final documents written",
-            )
-            .buckets(vec![
+        );
+        let open_windows = metrics::gauge(r, "qoe_stream_open_windows", "Windows not closed yet");
+        let open_keys = metrics::gauge(r, "qoe_stream_open_keys", "Grain keys in open windows");
+        let freshness = metrics::histogram(
+            r,
+            "qoe_stream_freshness_seconds",
+            "From the end of a window (event time) to its final documents written",
+            Some(vec![
                 1.0, 5.0, 10.0, 15.0, 30.0, 45.0, 60.0, 70.0, 90.0, 120.0, 300.0, 900.0,
             ]),
-        )
-        .expect("valid metric");
-        let beacon_freshness = BeaconFreshness::new();
-        let committed_offset = IntGauge::new(
+        );
+        let beacon_freshness = metrics::register(r, BeaconFreshness::new());
+        let committed_offset = metrics::gauge(
+            r,
             "qoe_stream_committed_offset",
             "Largest next offset to read over partitions after the last checkpoint",
-        )
-        .expect("valid metric");
-        let resume_skipped = IntCounter::new(
+        );
+        let resume_skipped = metrics::counter(
+            r,
             "qoe_stream_resume_skipped_offsets_total",
             "Offsets between a partition's resume position and the first record the broker returned",
-        )
-        .expect("valid metric");
-        for collector in [
-            Box::new(beacons.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(rejected.clone()),
-            Box::new(documents.clone()),
-            Box::new(open_windows.clone()),
-            Box::new(open_keys.clone()),
-            Box::new(freshness.clone()),
-            Box::new(beacon_freshness.clone()),
-            Box::new(committed_offset.clone()),
-            Box::new(resume_skipped.clone()),
-        ] {
-            registry.register(collector).expect("unique metric names");
-        }
+        );
         Metrics {
             registry,
             beacons,
@@ -114,11 +104,7 @@ impl Metrics {
 
     /// The metrics in the Prometheus text format.
     pub fn render(&self) -> String {
-        let mut text = String::new();
-        let encoder = prometheus::TextEncoder::new();
-        // Encoding into a String only fails on invalid UTF-8, which metric names never are.
-        let _ = encoder.encode_utf8(&self.registry.gather(), &mut text);
-        text
+        metrics::render(&self.registry)
     }
 }
 

@@ -12,7 +12,7 @@ use qoe_alert::{AlertEvent, AlertState, Level, RuleSet};
 use qoe_rollup::EngineConfig;
 use qoe_simulator::{generate, SimConfig};
 use qoe_stream::{
-    run_alerts, run_file, AlertOutput, AlertSink, FileRun, KafkaOutput, Metrics, Output, RollupTopicInput,
+    run_alerts, run_file, AlertOutput, AlertSink, FileRun, KafkaOptions, KafkaOutput, Metrics, Output, TopicInput,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -69,11 +69,11 @@ async fn embedded_and_kafka_alerting_raise_the_same_localised_events() {
     let embedded_dir = dir.join("embedded");
     let sinks = vec![
         AlertSink::Ndjson(embedded_dir.clone()),
-        AlertSink::Kafka(KafkaOutput::new(&brokers, "qoe.alerts", &[]).unwrap()),
+        AlertSink::Kafka(KafkaOutput::new(&KafkaOptions::new(brokers.as_str()), "qoe.alerts").unwrap()),
         AlertSink::Webhook(webhook),
     ];
     let alerts = AlertOutput::new(RuleSet::default_rules(), sinks, Some(dir.join("alert-state.json"))).unwrap();
-    let rollups = KafkaOutput::new(&brokers, "qoe.rollups.v1", &[]).unwrap();
+    let rollups = KafkaOutput::new(&KafkaOptions::new(brokers.as_str()), "qoe.rollups.v1").unwrap();
     let mut outputs: Vec<Box<dyn Output>> = vec![Box::new(rollups), Box::new(alerts)];
     tokio::task::spawn_blocking(move || {
         let setup = FileRun {
@@ -173,11 +173,10 @@ async fn embedded_and_kafka_alerting_raise_the_same_localised_events() {
         None,
     )
     .unwrap();
-    let input = RollupTopicInput {
-        brokers,
+    let input = TopicInput {
+        kafka: KafkaOptions::new(brokers),
         topic: "qoe.rollups.v1".to_string(),
         group_id: "qoe-alert".to_string(),
-        options: Vec::new(),
         exit_when_idle: Some(Duration::from_secs(5)),
     };
     let report = tokio::task::spawn_blocking(move || run_alerts(&input, &mut output, &CancellationToken::new()))

@@ -20,8 +20,8 @@ use qoe_es::{EsConfig, Retention};
 use qoe_rollup::{EngineConfig, RollupDoc};
 use qoe_simulator::{generate, SimConfig};
 use qoe_stream::{
-    read_ndjson_dir, run_file, run_index, EsOutput, FileRun, KafkaOutput, Metrics, NdjsonOutput, Output,
-    RollupTopicInput,
+    read_ndjson_dir, run_file, run_index, EsOutput, FileRun, KafkaOptions, KafkaOutput, Metrics, NdjsonOutput, Output,
+    TopicInput,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -109,7 +109,7 @@ async fn rollups_go_through_the_topic_into_the_sink() {
     let beacons = beacons_file(&dir);
 
     // qoe stream --input file: --output ndjson:DIR --output kafka:qoe.rollups.v1
-    let kafka_output = KafkaOutput::new(&brokers, ROLLUPS, &[]).unwrap();
+    let kafka_output = KafkaOutput::new(&KafkaOptions::new(brokers.as_str()), ROLLUPS).unwrap();
     let ndjson_dir = dir.join("ndjson");
     let mut outputs: Vec<Box<dyn Output>> = vec![
         Box::new(NdjsonOutput::new(&ndjson_dir).unwrap()),
@@ -191,11 +191,10 @@ async fn rollups_go_through_the_topic_into_the_sink() {
     let output = EsOutput::connect(config.clone(), qoe_es::EsMetrics::new(&registry))
         .await
         .unwrap();
-    let input = RollupTopicInput {
-        brokers: brokers.clone(),
+    let input = TopicInput {
+        kafka: KafkaOptions::new(brokers.clone()),
         topic: ROLLUPS.to_string(),
         group_id: "qoe-index".to_string(),
-        options: Vec::new(),
         exit_when_idle: Some(Duration::from_secs(3)),
     };
     let index_registry = registry.clone();
@@ -248,16 +247,15 @@ async fn rollups_go_through_the_topic_into_the_sink() {
             let output = EsOutput::connect(config, qoe_es::EsMetrics::new(&registry))
                 .await
                 .unwrap();
-            let input = RollupTopicInput {
-                brokers,
-                topic: ROLLUPS.to_string(),
-                group_id: group.to_string(),
+            let input = TopicInput {
                 // The failed run's member is forgotten sooner, so the next run of the group starts
                 // sooner.
-                options: vec![
+                kafka: KafkaOptions::new(brokers).with_overrides(vec![
                     ("session.timeout.ms".to_string(), "6000".to_string()),
                     ("heartbeat.interval.ms".to_string(), "500".to_string()),
-                ],
+                ]),
+                topic: ROLLUPS.to_string(),
+                group_id: group.to_string(),
                 exit_when_idle: Some(Duration::from_secs(3)),
             };
             tokio::task::spawn_blocking(move || run_index(&input, &output, &registry, &CancellationToken::new()))

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use qoe_rollup::EngineConfig;
 use qoe_simulator::{generate, SimConfig};
-use qoe_stream::{read_ndjson_dir, run_file, run_kafka, FileRun, KafkaInput, Metrics, NdjsonOutput, Output};
+use qoe_stream::{
+    read_ndjson_dir, run_file, run_kafka, FileRun, KafkaInput, KafkaOptions, Metrics, NdjsonOutput, Output, TopicInput,
+};
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -77,12 +79,13 @@ fn outputs(dir: &Path) -> Vec<Box<dyn Output>> {
 
 fn input(brokers: &str, group: &str, exit_when_idle: Option<Duration>) -> KafkaInput {
     KafkaInput {
-        brokers: brokers.to_string(),
-        topic: TOPIC.to_string(),
-        group_id: group.to_string(),
+        source: TopicInput {
+            kafka: KafkaOptions::new(brokers),
+            topic: TOPIC.to_string(),
+            group_id: group.to_string(),
+            exit_when_idle,
+        },
         checkpoint_topic: qoe_stream::CHECKPOINT_TOPIC.to_string(),
-        options: Vec::new(),
-        exit_when_idle,
         early_every: None,
     }
 }

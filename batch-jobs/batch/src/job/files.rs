@@ -9,7 +9,10 @@ use arrow::array::StringArray;
 
 /// An Arrow error reading a committed file, with the file's path.
 fn file_error(path: &std::path::Path, error: arrow::error::ArrowError) -> BatchError {
-    BatchError::Arrow(format!("{}: {error}", path.display()))
+    BatchError::Arrow {
+        context: format!("reading {path:?}"),
+        source: error,
+    }
 }
 
 impl Job {
@@ -161,7 +164,10 @@ impl Job {
             // Sorted as references: a row is a few hundred bytes.
             let mut ordered: Vec<&SessionRow> = rows.iter().collect();
             ordered.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
-            let batch = sessions_batch(&ordered).map_err(|error| BatchError::Arrow(error.to_string()))?;
+            let batch = sessions_batch(&ordered).map_err(|error| BatchError::Arrow {
+                context: format!("building the rows of {path:?}"),
+                source: error,
+            })?;
             let bytes = encode_batch(Table::PlaySessions, &batch)?;
             let tmp_name = format!("{seq}.{}.sessions.parquet", moves.len());
             self.step()?;

@@ -22,15 +22,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use qoe_rollup::Checkpoint;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use qoe_runtime::kafka::{ensure_topic, ClientSpec, KafkaOptions, NewTopicSpec};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use tokio::runtime::Handle;
 
 use crate::error::StreamError;
 use crate::output::KafkaOutput;
@@ -66,44 +63,48 @@ pub(crate) struct CheckpointStore {
     input_topic: String,
 }
 
-fn kafka_error(context: &str, error: impl std::fmt::Display) -> StreamError {
-    StreamError::Kafka(format!("{context}: {error}"))
-}
-
 impl CheckpointStore {
     /// Opens the store on `checkpoint_topic` (created, compacted with one partition, if missing) and
     /// returns the newest checkpoint of `group_id` for `input_topic`, if there is one. Runs inside a
     /// Tokio runtime context (it waits for acknowledgements on it).
     pub(crate) fn open(
-        brokers: &str,
-        options: &[(String, String)],
+        kafka: &KafkaOptions,
         checkpoint_topic: &str,
         group_id: &str,
         input_topic: &str,
     ) -> Result<(Self, Option<Checkpoint>), StreamError> {
         if checkpoint_topic.is_empty() || checkpoint_topic == input_topic {
-            return Err(StreamError::Kafka(format!(
+            return Err(StreamError::KafkaSetup(format!(
                 "--checkpoint-topic {checkpoint_topic:?}: must name a topic of its own"
             )));
         }
-        let mut client = ClientConfig::new();
-        for (key, value) in options {
-            client.set(key, value);
-        }
-        client.set("bootstrap.servers", brokers);
-        let mut reader_config = client.clone();
         // librdkafka wants a group id to assign partitions; the reader never joins it nor commits.
-        reader_config
-            .set("group.id", format!("{group_id}.checkpoint-reader"))
-            .set("enable.auto.commit", "false")
-            // A low watermark gone by the time it is fetched (retention, DeleteRecords): read from
-            // the new start, never skip to the end.
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "true");
-        let reader: BaseConsumer = reader_config
-            .create()
-            .map_err(|error| kafka_error("creating the checkpoint reader", error))?;
-        let partitions = ensure_topic(&client, &reader, checkpoint_topic)?;
+        let reader: BaseConsumer =
+            ClientSpec::consumer("the checkpoint reader", kafka, &format!("{group_id}.checkpoint-reader"))
+                // A low watermark gone by the time it is fetched (retention, DeleteRecords): read from
+                // the new start, never skip to the end.
+                .require(
+                    "auto.offset.reset",
+                    &[],
+                    "earliest",
+                    "the pipeline (a checkpoint is never skipped)",
+                )
+                .require(
+                    "enable.partition.eof",
+                    &[],
+                    "true",
+                    "the pipeline (the checkpoint topic is read to its end)",
+                )
+                .create()?;
+        let topic = NewTopicSpec {
+            name: checkpoint_topic,
+            partitions: 1,
+            config: &[("cleanup.policy", "compact")],
+        };
+        let partitions = ensure_topic(kafka, &reader, &topic).map_err(|source| StreamError::KafkaRequest {
+            context: format!("checkpoint topic {checkpoint_topic:?} (create it yourself: one partition, cleanup.policy=compact; or name another with --checkpoint-topic)"),
+            source: Box::new(source),
+        })?;
         let newest = read_newest(&reader, checkpoint_topic, &partitions, group_id)?;
         let seq = newest.as_ref().map_or(0, |record| record.seq);
         let restored = match newest {
@@ -119,7 +120,7 @@ impl CheckpointStore {
             }
             Some(record) => Some(record.checkpoint),
         };
-        let producer = KafkaOutput::new(brokers, checkpoint_topic, options)?;
+        let producer = KafkaOutput::new(kafka, checkpoint_topic)?;
         let store = CheckpointStore {
             producer,
             seq,
@@ -139,79 +140,14 @@ impl CheckpointStore {
             topic: self.input_topic.clone(),
             checkpoint: checkpoint.clone(),
         };
-        let payload = serde_json::to_vec(&record)
-            .map_err(|error| kafka_error(&format!("encoding the checkpoint for {}", self.checkpoint_topic), error))?;
-        self.producer
-            .send_all(vec![(self.group_id.clone(), payload)])
-            .map_err(|error| kafka_error(&format!("saving the checkpoint to {}", self.checkpoint_topic), error))?;
+        let payload = serde_json::to_vec(&record).map_err(|source| StreamError::Encode {
+            what: format!("the checkpoint for {}", self.checkpoint_topic),
+            source,
+        })?;
+        self.producer.send_all(vec![(self.group_id.clone(), payload)])?;
         self.seq = seq;
         Ok(())
     }
-}
-
-/// The partitions of `topic`, creating it (one partition, `cleanup.policy=compact`, three replicas or
-/// one per broker if there are fewer) when it does not exist.
-fn ensure_topic(client: &ClientConfig, consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, StreamError> {
-    if let Some(partitions) = topic_partitions(consumer, topic)? {
-        return Ok(partitions);
-    }
-    let admin: AdminClient<DefaultClientContext> = client
-        .create()
-        .map_err(|error| kafka_error("creating the admin client", error))?;
-    // As Kafka's own offsets topic: three replicas, or as many as there are brokers.
-    let brokers = consumer
-        .fetch_metadata(None, Duration::from_secs(30))
-        .map_err(|error| kafka_error("metadata of the cluster", error))?
-        .brokers()
-        .len();
-    let replicas = i32::try_from(brokers.clamp(1, 3)).unwrap_or(1);
-    let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(replicas)).set("cleanup.policy", "compact");
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = Handle::current()
-        .block_on(admin.create_topics([&new_topic], &options))
-        .map_err(|error| {
-            kafka_error(
-                &format!("creating the checkpoint topic {topic:?} (create it yourself: one partition, cleanup.policy=compact; or name another with --checkpoint-topic)"),
-                error,
-            )
-        })?;
-    for result in results {
-        match result {
-            Ok(_) => tracing::info!(topic, replicas, "checkpoint topic created"),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => {
-                return Err(StreamError::Kafka(format!(
-                    "creating the checkpoint topic {topic:?}: {code}; create it yourself (one partition, cleanup.policy=compact) or name another with --checkpoint-topic"
-                )));
-            }
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(partitions) = topic_partitions(consumer, topic)? {
-            return Ok(partitions);
-        }
-        if Instant::now() > deadline {
-            return Err(StreamError::Kafka(format!(
-                "checkpoint topic {topic:?}: created, but not in the broker's metadata after 30 s"
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// The partitions of `topic`, or `None` when the broker does not know it.
-pub(crate) fn topic_partitions(consumer: &BaseConsumer, topic: &str) -> Result<Option<Vec<i32>>, StreamError> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(30))
-        .map_err(|error| kafka_error(&format!("metadata of {topic:?}"), error))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|found| found.name() == topic && found.error().is_none())
-        .flat_map(|found| found.partitions().iter().map(|partition| partition.id()))
-        .collect();
-    Ok((!partitions.is_empty()).then_some(partitions))
 }
 
 /// Reads every partition of the checkpoint topic to its end and returns the newest record with key
@@ -227,11 +163,11 @@ fn read_newest(
     for partition in partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, *partition, Duration::from_secs(30))
-            .map_err(|error| kafka_error(&format!("offsets of {topic}/{partition}"), error))?;
+            .map_err(StreamError::kafka(format!("offsets of {topic}/{partition}")))?;
         if high > low {
             assignment
                 .add_partition_offset(topic, *partition, Offset::Offset(low))
-                .map_err(|error| kafka_error("building the checkpoint assignment", error))?;
+                .map_err(StreamError::kafka("building the checkpoint assignment"))?;
             unread.insert(*partition, high);
         }
     }
@@ -240,7 +176,7 @@ fn read_newest(
     }
     consumer
         .assign(&assignment)
-        .map_err(|error| kafka_error("assigning the checkpoint topic", error))?;
+        .map_err(StreamError::kafka("assigning the checkpoint topic"))?;
     // Per partition, the group's last record: its offset and payload (`None`: a tombstone, the key
     // deleted). Only these are parsed, so an old bad record does not block the start.
     let mut last: BTreeMap<i32, (i64, Option<Vec<u8>>)> = BTreeMap::new();
@@ -249,7 +185,7 @@ fn read_newest(
     let mut deadline = Instant::now() + READ_TIMEOUT;
     while !unread.is_empty() {
         if Instant::now() > deadline {
-            return Err(StreamError::Kafka(format!(
+            return Err(StreamError::KafkaSetup(format!(
                 "reading the checkpoint topic {topic:?}: partitions {:?} did not advance for {READ_TIMEOUT:?}",
                 unread.keys().collect::<Vec<_>>()
             )));
@@ -284,8 +220,12 @@ fn read_newest(
             path: format!("{topic}/{partition} offset {offset} (key {group_id:?})"),
             problem,
         };
-        let record: CheckpointRecord = serde_json::from_slice(&payload)
-            .map_err(|error| bad(format!("not a stream job checkpoint v1: {error}")))?;
+        let record: CheckpointRecord =
+            serde_json::from_slice(&payload).map_err(|source| StreamError::CheckpointFormat {
+                path: format!("{topic}/{partition} offset {offset} (key {group_id:?})"),
+                what: "a stream job checkpoint v1",
+                source,
+            })?;
         if record.v != 1 {
             return Err(bad(format!("checkpoint format v{}, this job reads v1", record.v)));
         }

@@ -104,7 +104,7 @@ pub fn run_file(
         since_poll += 1;
         if since_poll >= POLL_EVERY_RECORDS {
             since_poll = 0;
-            let emissions = driver.engine.poll(crate::driver::now_ms());
+            let emissions = driver.engine.poll(qoe_runtime::clock::epoch_ms_i64());
             driver.deliver(emissions)?;
             if let (Some(due), Some(every)) = (next_early, setup.early_every) {
                 if Instant::now() >= due {
@@ -149,9 +149,10 @@ fn load_checkpoint(checkpoint_path: &Path, input: &Path, fingerprint: &str) -> R
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(StreamError::io(checkpoint_path, error)),
     };
-    let file: CheckpointFile = serde_json::from_slice(&bytes).map_err(|error| StreamError::Checkpoint {
+    let file: CheckpointFile = serde_json::from_slice(&bytes).map_err(|source| StreamError::CheckpointFormat {
         path: checkpoint_path.display().to_string(),
-        problem: error.to_string(),
+        what: "a stream job checkpoint file",
+        source,
     })?;
     if file.input_fingerprint != fingerprint {
         return Err(StreamError::Checkpoint {

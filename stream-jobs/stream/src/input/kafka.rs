@@ -17,15 +17,15 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use qoe_rollup::{Checkpoint, Engine, EngineConfig};
-use rdkafka::config::ClientConfig;
+use qoe_runtime::kafka::{topic_partitions, ClientSpec, TopicInput};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::driver::{now_ms, Driver, StreamReport};
+use crate::driver::{Driver, StreamReport};
 use crate::error::StreamError;
-use crate::input::checkpoint_topic::{topic_partitions, CheckpointStore};
+use crate::input::checkpoint_topic::CheckpointStore;
 use crate::metrics::Metrics;
 use crate::output::Output;
 
@@ -38,28 +38,16 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// Where the Kafka input reads from.
 #[derive(Debug, Clone)]
 pub struct KafkaInput {
-    /// Bootstrap servers.
-    pub brokers: String,
-    /// The beacon topic.
-    pub topic: String,
-    /// The consumer group: the checkpoint's key on `checkpoint_topic`, and the group whose offsets
-    /// show the job's lag.
-    pub group_id: String,
+    /// The beacon topic, the brokers and the consumer group: the group is the checkpoint's key on
+    /// `checkpoint_topic`, and the group whose offsets show the job's lag. With
+    /// `exit_when_idle`, every window is closed at the stop: windows closed this way are final,
+    /// and beacons of them that arrive later are dropped as already final.
+    pub source: TopicInput,
     /// The compacted topic that holds the checkpoint ([`CHECKPOINT_TOPIC`](crate::CHECKPOINT_TOPIC) by default); created
     /// with one partition if missing.
     pub checkpoint_topic: String,
-    /// Extra librdkafka properties.
-    pub options: Vec<(String, String)>,
-    /// Close every window and stop when no record arrived for this long (after the first record, or
-    /// at least 60 s before it); `None` runs until shutdown. For backfills, tests and demos: windows
-    /// closed this way are final, and beacons of them that arrive later are dropped as already final.
-    pub exit_when_idle: Option<Duration>,
     /// Write early results of open windows this often.
     pub early_every: Option<Duration>,
-}
-
-fn kafka_error(context: &str, error: impl std::fmt::Display) -> StreamError {
-    StreamError::Kafka(format!("{context}: {error}"))
 }
 
 /// The partitions of `partitions` for which the group has committed an offset.
@@ -70,7 +58,7 @@ fn committed_partitions(consumer: &BaseConsumer, topic: &str, partitions: &[i32]
     }
     let committed = consumer
         .committed_offsets(wanted, REQUEST_TIMEOUT)
-        .map_err(|error| kafka_error("fetching the group's committed offsets", error))?;
+        .map_err(StreamError::kafka("fetching the group's committed offsets"))?;
     Ok(committed
         .elements()
         .iter()
@@ -126,45 +114,45 @@ pub fn run_kafka(
     shutdown: &CancellationToken,
 ) -> Result<StreamReport, StreamError> {
     if tokio::runtime::Handle::try_current().is_err() {
-        return Err(StreamError::Kafka(
+        return Err(StreamError::KafkaSetup(
             "run_kafka needs a Tokio runtime context (call it from spawn_blocking)".to_string(),
         ));
     }
-    let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", &input.brokers)
-        .set("group.id", &input.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false");
-    for (key, value) in &input.options {
-        client.set(key, value);
-    }
-    let consumer: BaseConsumer = client
-        .create()
-        .map_err(|error| kafka_error("creating the consumer", error))?;
-    let Some(partitions) = topic_partitions(&consumer, &input.topic)? else {
-        return Err(StreamError::Kafka(format!(
+    let source = &input.source;
+    let consumer: BaseConsumer = ClientSpec::consumer("the stream job's consumer", &source.kafka, &source.group_id)
+        .require(
+            "enable.auto.offset.store",
+            &[],
+            "false",
+            "the pipeline (offsets are committed from the checkpoint)",
+        )
+        .require(
+            "enable.partition.eof",
+            &[],
+            "false",
+            "the pipeline (the job does not read end-of-partition events)",
+        )
+        .create()?;
+    let Some(partitions) = topic_partitions(&consumer, &source.topic)? else {
+        return Err(StreamError::KafkaSetup(format!(
             "topic {:?} does not exist or has no partitions (create it with `qoe topics create`)",
-            input.topic
+            input.source.topic
         )));
     };
     let (mut store, restored) = CheckpointStore::open(
-        &input.brokers,
-        &input.options,
+        &source.kafka,
         &input.checkpoint_topic,
-        &input.group_id,
-        &input.topic,
+        &input.source.group_id,
+        &input.source.topic,
     )?;
     if restored.is_none() {
-        let committed = committed_partitions(&consumer, &input.topic, &partitions)?;
+        let committed = committed_partitions(&consumer, &input.source.topic, &partitions)?;
         if !committed.is_empty() {
             return Err(StreamError::Checkpoint {
-                path: format!("{} (key {:?})", input.checkpoint_topic, input.group_id),
+                path: format!("{} (key {:?})", input.checkpoint_topic, input.source.group_id),
                 problem: format!(
                     "group {:?} has committed offsets on {:?} (partitions {committed:?}) but no checkpoint: was the group used by another consumer, or the checkpoint topic deleted? Use a new --group-id to start over",
-                    input.group_id, input.topic
+                    input.source.group_id, input.source.topic
                 ),
             });
         }
@@ -193,22 +181,22 @@ pub fn run_kafka(
                 .map_or(Offset::Beginning, |resume| Offset::Offset(resume.offset)),
         };
         assignment
-            .add_partition_offset(&input.topic, *partition, offset)
-            .map_err(|error| kafka_error("building the assignment", error))?;
+            .add_partition_offset(&input.source.topic, *partition, offset)
+            .map_err(StreamError::kafka("building the assignment"))?;
     }
     consumer
         .assign(&assignment)
-        .map_err(|error| kafka_error("assigning partitions", error))?;
+        .map_err(StreamError::kafka("assigning partitions"))?;
     tracing::info!(
-        topic = %input.topic,
+        topic = %input.source.topic,
         partitions = partitions.len(),
         resumed = restored.is_some(),
         "stream job reading"
     );
 
     let mut engine = Engine::new(engine_config, restored.as_ref())?;
-    engine.expect_partitions(&partitions, now_ms());
-    let topic = input.topic.clone();
+    engine.expect_partitions(&partitions, qoe_runtime::clock::epoch_ms_i64());
+    let topic = input.source.topic.clone();
     let mut save = |checkpoint: Checkpoint| {
         store.save(&checkpoint)?;
         commit_for_monitoring(&consumer, &topic, &checkpoint);
@@ -226,7 +214,7 @@ pub fn run_kafka(
         // Idle only when the poll itself found nothing: after a long delivery the records that came
         // meanwhile are waiting in the consumer's queue, and the time since the last one processed
         // says nothing about them.
-        if let (None, Some(idle)) = (&message, input.exit_when_idle) {
+        if let (None, Some(idle)) = (&message, input.source.exit_when_idle) {
             let quiet = match last_record {
                 Some(at) => at.elapsed() >= idle,
                 None => started.elapsed() >= idle.max(Duration::from_secs(60)),
@@ -256,7 +244,7 @@ pub fn run_kafka(
         }
         if last_poll.elapsed() >= POLL_INTERVAL {
             last_poll = Instant::now();
-            let emissions = driver.engine.poll(now_ms());
+            let emissions = driver.engine.poll(qoe_runtime::clock::epoch_ms_i64());
             driver.deliver(emissions)?;
             if let (Some(due), Some(every)) = (next_early, input.early_every) {
                 if Instant::now() >= due {

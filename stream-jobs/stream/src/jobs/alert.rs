@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use qoe_rollup::{Emission, RollupDoc};
+use qoe_runtime::kafka::TopicInput;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -31,7 +32,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::StreamError;
-use crate::jobs::rollup_topic::{assign_all, parse, RollupTopicInput};
+use crate::jobs::rollup_topic::{assign_all, parse};
 use crate::output::AlertOutput;
 use crate::output::Output;
 
@@ -64,7 +65,7 @@ struct Pending {
 
 /// Reads `input` and evaluates `output`'s rules window by window until shutdown (or idleness).
 pub fn run_alerts(
-    input: &RollupTopicInput,
+    input: &TopicInput,
     output: &mut AlertOutput,
     shutdown: &CancellationToken,
 ) -> Result<AlertRunReport, StreamError> {
@@ -76,7 +77,7 @@ pub fn run_alerts(
     // Per partition: the newest window it delivered, and whether it is at its end.
     let mut frontier: BTreeMap<i32, (Option<i64>, bool)> = consumer
         .assignment()
-        .map_err(|error| StreamError::Kafka(format!("reading the assignment: {error}")))?
+        .map_err(StreamError::kafka("reading the assignment"))?
         .elements()
         .iter()
         .map(|element| (element.partition(), (None, false)))

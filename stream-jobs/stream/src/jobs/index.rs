@@ -13,8 +13,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::Registry;
 use qoe_rollup::RollupDoc;
+use qoe_runtime::kafka::TopicInput;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -22,7 +23,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::StreamError;
-use crate::jobs::rollup_topic::{parse, subscribe, RollupTopicInput};
+use crate::jobs::rollup_topic::{parse, subscribe};
 use crate::output::EsOutput;
 
 /// Documents per Elasticsearch write, at most.
@@ -50,20 +51,17 @@ pub struct IndexReport {
 /// Reads `input` into `output` until shutdown (or idleness), committing after each write.
 /// Metrics: `qoe_index_records_total{outcome}` (`indexed`, `invalid`) in `registry`.
 pub fn run_index(
-    input: &RollupTopicInput,
+    input: &TopicInput,
     output: &EsOutput,
     registry: &Registry,
     shutdown: &CancellationToken,
 ) -> Result<IndexReport, StreamError> {
-    let records = IntCounterVec::new(
-        Opts::new(
-            "qoe_index_records_total",
-            "Rollup records read by qoe index, by outcome",
-        ),
+    let records = qoe_runtime::metrics::counter_vec(
+        registry,
+        "qoe_index_records_total",
+        "Rollup records read by qoe index, by outcome",
         &["outcome"],
-    )
-    .expect("valid metric");
-    let _ = registry.register(Box::new(records.clone()));
+    );
     let consumer = subscribe(input)?;
     tracing::info!(topic = %input.topic, group = %input.group_id, "indexer reading");
 
@@ -142,7 +140,7 @@ fn flush(
     for (partition, offset) in next.iter() {
         offsets
             .add_partition_offset(topic, *partition, Offset::Offset(*offset))
-            .map_err(|error| StreamError::Kafka(format!("building the offset commit: {error}")))?;
+            .map_err(StreamError::kafka("building the offset commit"))?;
     }
     // A commit refused after a rebalance is harmless: the partition's new owner indexes the same
     // documents again under the same ids.

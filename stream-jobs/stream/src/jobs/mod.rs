@@ -2,7 +2,7 @@
 //!
 //! - `index.rs`: [`run_index`], `qoe index`, the documents into Elasticsearch;
 //! - `alert.rs`: [`run_alerts`], `qoe alert`, the alert rules over the documents;
-//! - `rollup_topic.rs`: [`RollupTopicInput`], the consumers both use and the record format.
+//! - `rollup_topic.rs`: the consumers both use (of a [`TopicInput`](qoe_runtime::kafka::TopicInput)) and the record format.
 
 mod alert;
 mod index;
@@ -10,4 +10,3 @@ mod rollup_topic;
 
 pub use alert::{run_alerts, AlertRunReport};
 pub use index::{run_index, IndexReport};
-pub use rollup_topic::RollupTopicInput;

@@ -77,13 +77,15 @@ impl AlertOutput {
             None => Evaluator::new(rules),
             Some(path) => {
                 let text = std::fs::read(path).map_err(|error| StreamError::io(path, error))?;
-                let snapshot: Snapshot = serde_json::from_slice(&text).map_err(|error| StreamError::Checkpoint {
+                let snapshot: Snapshot =
+                    serde_json::from_slice(&text).map_err(|source| StreamError::CheckpointFormat {
+                        path: path.display().to_string(),
+                        what: "an alert state file",
+                        source,
+                    })?;
+                Evaluator::restore(rules, snapshot).map_err(|source| StreamError::AlertState {
                     path: path.display().to_string(),
-                    problem: format!("not an alert state file: {error}"),
-                })?;
-                Evaluator::restore(rules, snapshot).map_err(|error| StreamError::Checkpoint {
-                    path: path.display().to_string(),
-                    problem: error.to_string(),
+                    source,
                 })?
             }
         };
@@ -115,10 +117,10 @@ impl AlertOutput {
                     let mut docs = Vec::new();
                     for event in events {
                         let starts = qoe_schemas::time::parse_rfc3339_utc(&event.starts_at).ok_or_else(|| {
-                            StreamError::Alert(format!(
-                                "event {}: starts_at {:?} is not RFC 3339 UTC",
-                                event.id, event.starts_at
-                            ))
+                            StreamError::AlertEvent {
+                                id: event.id.clone(),
+                                problem: format!("starts_at {:?} is not RFC 3339 UTC", event.starts_at),
+                            }
                         })?;
                         docs.push(BulkDoc::new(es.config().index_for(starts), event.id.clone(), event)?);
                     }
@@ -130,8 +132,10 @@ impl AlertOutput {
                 AlertSink::Kafka(output) => {
                     let mut records = Vec::new();
                     for event in events {
-                        let payload = serde_json::to_vec(event)
-                            .map_err(|error| StreamError::Kafka(format!("alert {}: {error}", event.id)))?;
+                        let payload = serde_json::to_vec(event).map_err(|source| StreamError::Encode {
+                            what: format!("alert {}", event.id),
+                            source,
+                        })?;
                         records.push((event.fingerprint.clone(), payload));
                     }
                     output.send_all(records)
@@ -153,9 +157,9 @@ impl AlertOutput {
         let Some(path) = &self.state else {
             return Ok(());
         };
-        let text = serde_json::to_vec(&self.evaluator.snapshot()).map_err(|error| StreamError::Checkpoint {
-            path: path.display().to_string(),
-            problem: error.to_string(),
+        let text = serde_json::to_vec(&self.evaluator.snapshot()).map_err(|source| StreamError::Encode {
+            what: format!("the alert state for {}", path.display()),
+            source,
         })?;
         let temporary = path.with_extension("tmp");
         let mut file = std::fs::File::create(&temporary).map_err(|error| StreamError::io(&temporary, error))?;
@@ -183,12 +187,13 @@ impl Output for AlertOutput {
         let mut events = Vec::new();
         let mut evaluated = false;
         for emission in emissions.iter().filter(|emission| emission.is_final) {
-            let raised = self.evaluator.observe_emission(emission).map_err(|error| {
-                StreamError::Alert(format!(
-                    "evaluating the window at {}: {error}",
-                    emission.window_start_ms
-                ))
-            })?;
+            let raised = self
+                .evaluator
+                .observe_emission(emission)
+                .map_err(|source| StreamError::Alert {
+                    window_start_ms: emission.window_start_ms,
+                    source,
+                })?;
             events.extend(raised);
             evaluated = true;
         }
@@ -229,7 +234,10 @@ async fn post_webhooks(
     payloads: &[qoe_alert::WebhookPayload],
 ) -> Result<(), StreamError> {
     for payload in payloads {
-        let body = serde_json::to_vec(payload).map_err(|error| StreamError::Webhook(error.to_string()))?;
+        let body = serde_json::to_vec(payload).map_err(|source| StreamError::Encode {
+            what: "a webhook payload".to_string(),
+            source,
+        })?;
         let mut delay = Duration::from_millis(200);
         let mut attempt = 1;
         loop {
@@ -240,20 +248,26 @@ async fn post_webhooks(
                 .timeout(Duration::from_secs(10))
                 .send()
                 .await;
-            let problem = match sent {
+            let (problem, source) = match sent {
                 Ok(response) if response.status().is_success() => break,
                 Ok(response) if response.status().is_client_error() && response.status().as_u16() != 429 => {
-                    return Err(StreamError::Webhook(format!("{url}: status {}", response.status())));
+                    return Err(StreamError::Webhook {
+                        url: url.to_string(),
+                        problem: format!("status {}", response.status()),
+                        source: None,
+                    });
                 }
-                Ok(response) => format!("status {}", response.status()),
-                Err(error) => error.to_string(),
+                Ok(response) => (format!("status {}", response.status()), None),
+                Err(error) => ("no answer".to_string(), Some(error)),
             };
             if attempt >= WEBHOOK_ATTEMPTS {
-                return Err(StreamError::Webhook(format!(
-                    "{url}: {problem} after {attempt} attempts"
-                )));
+                return Err(StreamError::Webhook {
+                    url: url.to_string(),
+                    problem: format!("{problem} after {attempt} attempts"),
+                    source,
+                });
             }
-            tracing::warn!(%url, %problem, "alert webhook failed: retrying");
+            tracing::warn!(%url, %problem, error = ?source, "alert webhook failed: retrying");
             tokio::time::sleep(delay).await;
             delay *= 2;
             attempt += 1;

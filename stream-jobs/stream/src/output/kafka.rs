@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use qoe_rollup::Emission;
-use rdkafka::config::ClientConfig;
+use qoe_runtime::kafka::{ClientSpec, KafkaOptions};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio::runtime::Handle;
@@ -27,26 +27,19 @@ pub struct KafkaOutput {
 }
 
 impl KafkaOutput {
-    /// A producer on `brokers` with extra librdkafka `options`; uses the current Tokio runtime to
-    /// wait for acknowledgements.
-    pub fn new(brokers: &str, topic: &str, options: &[(String, String)]) -> Result<Self, StreamError> {
+    /// The pipeline's producer (idempotent, `acks=all`) on `kafka`, to `topic`; uses the current
+    /// Tokio runtime to wait for acknowledgements.
+    pub fn new(kafka: &KafkaOptions, topic: &str) -> Result<Self, StreamError> {
         if topic.is_empty() {
-            return Err(StreamError::Kafka("--output kafka: needs a topic name".to_string()));
+            return Err(StreamError::KafkaSetup(
+                "--output kafka: needs a topic name".to_string(),
+            ));
         }
-        let mut client = ClientConfig::new();
-        for (key, value) in options {
-            client.set(key, value);
-        }
-        client
-            .set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "20")
-            .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string())
-            .set("client.id", "qoe-stream-rollups");
-        let producer: FutureProducer = client
-            .create()
-            .map_err(|error| StreamError::Kafka(format!("creating the rollup producer: {error}")))?;
+        let producer: FutureProducer = ClientSpec::producer("the rollup producer", kafka)
+            .default("linger.ms", 20)
+            .default("message.timeout.ms", DELIVERY_TIMEOUT.as_millis())
+            .default("client.id", "qoe-stream-rollups")
+            .create()?;
         Ok(KafkaOutput {
             producer,
             topic: topic.to_string(),
@@ -69,11 +62,11 @@ impl KafkaOutput {
                         record = returned;
                         self.producer.poll(Duration::from_millis(50));
                     }
-                    Err((error, _)) => {
-                        return Err(StreamError::Kafka(format!(
-                            "queueing {key} for {}: {error}",
-                            self.topic
-                        )));
+                    Err((source, _)) => {
+                        return Err(StreamError::Kafka {
+                            context: format!("queueing {key} for {}", self.topic),
+                            source,
+                        });
                     }
                 }
             };
@@ -83,8 +76,18 @@ impl KafkaOutput {
             for (key, delivery) in deliveries {
                 match delivery.await {
                     Ok(Ok(_)) => {}
-                    Ok(Err((error, _))) => return Err(StreamError::Kafka(format!("{key} to {}: {error}", self.topic))),
-                    Err(_) => return Err(StreamError::Kafka(format!("{key} to {}: producer closed", self.topic))),
+                    Ok(Err((source, _))) => {
+                        return Err(StreamError::Kafka {
+                            context: format!("writing {key} to {}", self.topic),
+                            source,
+                        })
+                    }
+                    Err(_) => {
+                        return Err(StreamError::Kafka {
+                            context: format!("writing {key} to {}", self.topic),
+                            source: KafkaError::Canceled,
+                        })
+                    }
                 }
             }
             Ok(())
@@ -101,8 +104,10 @@ impl Output for KafkaOutput {
         let mut records = Vec::new();
         for doc in emissions.iter().flat_map(|emission| &emission.docs) {
             let id = doc.id();
-            let payload =
-                serde_json::to_vec(doc).map_err(|error| StreamError::Kafka(format!("document {id}: {error}")))?;
+            let payload = serde_json::to_vec(doc).map_err(|source| StreamError::Encode {
+                what: format!("document {id}"),
+                source,
+            })?;
             records.push((id, payload));
         }
         self.send_all(records)

@@ -134,7 +134,7 @@ pub fn read_ndjson_dir(dir: &Path) -> Result<BTreeMap<String, qoe_rollup::Rollup
             let doc: qoe_rollup::RollupDoc = serde_json::from_str(line).map_err(|error| StreamError::Document {
                 path: path.display().to_string(),
                 line: number + 1,
-                error: error.to_string(),
+                error,
             })?;
             docs.insert(doc.id(), doc);
         }
