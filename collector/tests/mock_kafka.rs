@@ -409,7 +409,21 @@ async fn an_unknown_pass_through_option_stops_the_start_with_its_name() {
     let error = qoe_collector::serve(listener, config, Default::default())
         .await
         .unwrap_err();
-    assert!(error.to_string().contains("no.such.property"), "{error}");
+    // The message says which client; the cause, printed once further down the chain, names the
+    // property.
+    assert_eq!(error.to_string(), "kafka producer");
+    let mut chain = Vec::new();
+    let mut cause: Option<&dyn std::error::Error> = Some(&error);
+    while let Some(current) = cause {
+        chain.push(current.to_string());
+        cause = current.source();
+    }
+    assert!(chain.iter().any(|text| text.contains("no.such.property")), "{chain:?}");
+    assert_eq!(
+        chain.iter().filter(|text| text.contains("no.such.property")).count(),
+        1,
+        "the cause is printed once: {chain:?}"
+    );
 }
 
 /// Brokers go down in the middle of a load: requests get 503 with Retry-After (never a 200 for beacons

@@ -145,6 +145,7 @@ impl CheckpointStore {
             source,
         })?;
         self.producer.send_all(vec![(self.group_id.clone(), payload)])?;
+        tracing::debug!(seq, topic = %self.checkpoint_topic, "checkpoint saved");
         self.seq = seq;
         Ok(())
     }
