@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use axum::routing::get;
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
 /// Serves `registry` at `http://ADDR/metrics` until `shutdown`.
@@ -16,11 +16,7 @@ pub(crate) async fn spawn(addr: SocketAddr, registry: Registry, shutdown: Cancel
         "/metrics",
         get(move || {
             let registry = registry.clone();
-            async move {
-                let mut text = Vec::new();
-                let _ = TextEncoder::new().encode(&registry.gather(), &mut text);
-                String::from_utf8(text).unwrap_or_default()
-            }
+            async move { qoe_runtime::metrics::render(&registry) }
         }),
     );
     tracing::info!(%addr, "metrics at /metrics");

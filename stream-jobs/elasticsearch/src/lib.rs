@@ -66,6 +66,15 @@ pub enum EsError {
         #[source]
         source: serde_json::Error,
     },
+    /// A request's JSON body could not be serialized.
+    #[error("elasticsearch {what}: cannot encode the request body")]
+    EncodeRequest {
+        /// The request.
+        what: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The cluster refused the template or the lifecycle policy.
     #[error("installing the {what}: status {status}: {body}{hint}")]
     Install {

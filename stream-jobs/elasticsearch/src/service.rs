@@ -263,8 +263,8 @@ impl EsSink {
                     return Ok(answer);
                 }
                 Err(SendError::Encode(source)) => {
-                    return Err(EsError::Encode {
-                        id: format!("{} {}", request.method.as_str(), request.path),
+                    return Err(EsError::EncodeRequest {
+                        what: format!("{} {}", request.method.as_str(), request.path),
                         source,
                     })
                 }

@@ -222,7 +222,7 @@ async fn rollups_go_through_the_topic_into_the_sink() {
             assert_eq!(index, &config.index_for(start));
         }
     }
-    let metrics = String::from_utf8(prometheus_text(&registry)).unwrap();
+    let metrics = qoe_runtime::metrics::render(&registry);
     assert!(
         metrics.contains("qoe_index_records_total{outcome=\"invalid\"} 1"),
         "{metrics}"
@@ -294,15 +294,6 @@ async fn rollups_go_through_the_topic_into_the_sink() {
     assert_eq!(report.indexed as usize, expected.len(), "{report:?}");
     assert_eq!(indexed.lock().unwrap().len(), expected.len());
     std::fs::remove_dir_all(&dir).ok();
-}
-
-fn prometheus_text(registry: &prometheus::Registry) -> Vec<u8> {
-    use prometheus::Encoder;
-    let mut text = Vec::new();
-    prometheus::TextEncoder::new()
-        .encode(&registry.gather(), &mut text)
-        .unwrap();
-    text
 }
 
 fn tempdir() -> std::path::PathBuf {
